@@ -1,0 +1,61 @@
+//! Errors of the shared layer, each carrying the location or field it concerns.
+
+use crate::exit::ExitCode;
+
+/// Result alias for rps-core.
+pub type Result<T, E = CoreError> = std::result::Result<T, E>;
+
+/// What can go wrong in the shared layer.
+#[derive(Debug, thiserror::Error)]
+pub enum CoreError {
+    /// The store location could not be understood (`--store`).
+    #[error("invalid store location '{location}': {reason}")]
+    BadLocation { location: String, reason: String },
+    /// The store could not be created or written (local permissions, missing bucket…).
+    #[error("store {location}: cannot write '{key}': {source}")]
+    Write {
+        location: String,
+        key: String,
+        #[source]
+        source: object_store::Error,
+    },
+    /// The store could not be read.
+    #[error("store {location}: cannot read '{key}': {source}")]
+    Read {
+        location: String,
+        key: String,
+        #[source]
+        source: object_store::Error,
+    },
+    /// A local directory could not be created.
+    #[error("store {location}: {source}")]
+    Io {
+        location: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A Parquet file did not decode or did not have the expected schema.
+    #[error("{key}: {reason}")]
+    BadFile { key: String, reason: String },
+    /// Arrow/Parquet encoding failed (a bug or resource exhaustion, not bad input).
+    #[error("encoding {key}: {reason}")]
+    Encode { key: String, reason: String },
+}
+
+impl CoreError {
+    /// The process exit code this error maps to (DESIGN.md §3).
+    pub fn exit_code(&self) -> ExitCode {
+        match self {
+            CoreError::BadLocation { .. } | CoreError::BadFile { .. } => ExitCode::BadInput,
+            CoreError::Io { .. } => ExitCode::BadInput,
+            CoreError::Write { location, .. } | CoreError::Read { location, .. } => {
+                if location.starts_with("s3://") {
+                    ExitCode::External
+                } else {
+                    ExitCode::BadInput
+                }
+            }
+            CoreError::Encode { .. } => ExitCode::Internal,
+        }
+    }
+}
