@@ -15,10 +15,10 @@ pub fn parse_utc(s: &str) -> Result<DateTime<Utc>, String> {
     if let Ok(t) = DateTime::parse_from_rfc3339(&s.replacen(' ', "T", 1)) {
         return Ok(t.with_timezone(&Utc));
     }
-    if let Ok(d) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
-        if let Some(t) = d.and_hms_opt(0, 0, 0) {
-            return Ok(Utc.from_utc_datetime(&t));
-        }
+    if let Ok(d) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        && let Some(t) = d.and_hms_opt(0, 0, 0)
+    {
+        return Ok(Utc.from_utc_datetime(&t));
     }
     Err(format!(
         "'{s}' is not an RFC 3339 UTC time (e.g. 2024-01-31T00:00:00Z)"
