@@ -1,0 +1,568 @@
+//! Import of hourly-bar CSV exports (exchange or aggregator downloads). The defaults read the
+//! CryptoDataDownload format (`unix,Date,Symbol,Open,High,Low,Close,Volume BTC,Volume USD`,
+//! newest first, seconds); other exports are read by mapping column names with flags.
+//!
+//! Every row is checked before anything is returned, so a bad file never reaches the store.
+//! Bad values are counted; the error names the first one (file, row, line, field) and how
+//! many there were.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use rps_core::time::HOUR_MS;
+use rps_core::{Bar, Source};
+
+use crate::error::{ExtractError, Result};
+
+/// Column names of a CSV export. Matching ignores case and surrounding spaces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CsvColumns {
+    /// Bar open time: unix seconds or milliseconds (auto-detected), or an ISO date-time.
+    pub ts: String,
+    pub open: String,
+    pub high: String,
+    pub low: String,
+    pub close: String,
+    /// Volume in USD. Optional: when the column is absent the bars have no volume.
+    pub volume: String,
+    /// Trading pair such as `BTC/USD`. Optional: when absent every row is one coin.
+    pub symbol: String,
+}
+
+impl Default for CsvColumns {
+    fn default() -> Self {
+        CsvColumns {
+            ts: "unix".into(),
+            open: "Open".into(),
+            high: "High".into(),
+            low: "Low".into(),
+            close: "Close".into(),
+            volume: "Volume USD".into(),
+            symbol: "Symbol".into(),
+        }
+    }
+}
+
+/// What to import.
+#[derive(Debug, Clone, Default)]
+pub struct CsvOptions {
+    pub columns: CsvColumns,
+    /// Coins to keep (`--coins`). `None`: every coin of the `Symbol` column, or BTC when the
+    /// file has no such column.
+    pub coins: Option<Vec<String>>,
+}
+
+/// The bars read from a file, per coin, ascending by `ts`, one per hour.
+#[derive(Debug, Default)]
+pub struct CsvImport {
+    pub bars: BTreeMap<String, Vec<Bar>>,
+    /// Data rows read (including skipped ones).
+    pub rows: u64,
+    /// Rows of coins not asked for with `--coins`, per coin.
+    pub skipped_coins: BTreeMap<String, u64>,
+    /// Rows that repeated an earlier row exactly (same hour, same values) and were dropped.
+    pub exact_duplicates: u64,
+}
+
+/// Reads and checks a CSV file.
+pub fn import_file(path: &Path, opts: &CsvOptions, ingested_at: i64) -> Result<CsvImport> {
+    let file = path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|source| ExtractError::Open {
+        file: file.clone(),
+        source,
+    })?;
+    import_bytes(&bytes, &file, opts, ingested_at)
+}
+
+/// Reads and checks CSV content; `file` names it in errors.
+pub fn import_bytes(
+    bytes: &[u8],
+    file: &str,
+    opts: &CsvOptions,
+    ingested_at: i64,
+) -> Result<CsvImport> {
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        let offset = e.valid_up_to();
+        let line = bytes[..offset].iter().filter(|&&b| b == b'\n').count() as u64 + 1;
+        ExtractError::NotUtf8 {
+            file: file.to_string(),
+            line,
+            offset,
+        }
+    })?;
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    if text.trim().is_empty() {
+        return Err(ExtractError::Empty {
+            file: file.into(),
+            what: "empty file (no header, no rows)",
+        });
+    }
+    // CryptoDataDownload puts its URL on a line of its own above the header.
+    let (text, skipped_lines) = match text.split_once('\n') {
+        Some((first, rest)) if first.trim().starts_with("http") && !first.contains(',') => {
+            (rest, 1)
+        }
+        _ => (text, 0),
+    };
+
+    let mut reader = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .flexible(false)
+        .from_reader(text.as_bytes());
+    let header: Vec<String> = reader
+        .headers()
+        .map_err(|e| bad_record(file, &e, skipped_lines))?
+        .iter()
+        .map(str::to_string)
+        .collect();
+    let find = |name: &str| {
+        header
+            .iter()
+            .position(|h| h.eq_ignore_ascii_case(name.trim()))
+    };
+    let require = |name: &str, flag: &'static str| {
+        find(name).ok_or_else(|| ExtractError::MissingColumn {
+            file: file.into(),
+            column: name.into(),
+            header: header.join(","),
+            flag,
+        })
+    };
+    let c = &opts.columns;
+    let i_ts = require(&c.ts, "--ts-column")?;
+    let i_open = require(&c.open, "--open-column")?;
+    let i_high = require(&c.high, "--high-column")?;
+    let i_low = require(&c.low, "--low-column")?;
+    let i_close = require(&c.close, "--close-column")?;
+    let i_volume = find(&c.volume);
+    if i_volume.is_none() {
+        tracing::warn!(file, column = %c.volume, "no volume column: bars get no volume (map one with --volume-column)");
+    }
+    let i_symbol = find(&c.symbol);
+    let coin_from = match (i_symbol, &opts.coins) {
+        (Some(i), _) => CoinFrom::Column(i),
+        (None, None) => CoinFrom::Fixed("BTC".to_string()),
+        (None, Some(coins)) if coins.len() == 1 => CoinFrom::Fixed(coins[0].clone()),
+        (None, Some(_)) => {
+            return Err(ExtractError::Usage(format!(
+                "{file}: no '{}' column to tell coins apart: give exactly one coin with --coins",
+                c.symbol
+            )));
+        }
+    };
+
+    let mut out = CsvImport::default();
+    // (bar, row, line) so duplicate hours can be reported by position after sorting.
+    let mut rows: BTreeMap<String, Vec<(Bar, u64, u64)>> = BTreeMap::new();
+    let mut bad = BadValues::default();
+    let mut record = csv::StringRecord::new();
+    loop {
+        match reader.read_record(&mut record) {
+            Ok(true) => {}
+            Ok(false) => break,
+            Err(e) => return Err(bad_record(file, &e, skipped_lines)),
+        }
+        out.rows += 1;
+        let row = out.rows;
+        let line = record.position().map_or(0, |p| p.line()) + skipped_lines;
+        let mut fail = |field: &str, reason: String| bad.push(file, row, line, field, reason);
+        let coin = match &coin_from {
+            CoinFrom::Fixed(c) => c.clone(),
+            CoinFrom::Column(i) => match coin_of_symbol(&record[*i]) {
+                Ok(c) => c,
+                Err(reason) => {
+                    fail(&header[*i], reason);
+                    continue;
+                }
+            },
+        };
+        if let Some(wanted) = &opts.coins
+            && !wanted.contains(&coin)
+        {
+            *out.skipped_coins.entry(coin).or_default() += 1;
+            continue;
+        }
+        let ts = match parse_ts(&record[i_ts]) {
+            Ok(t) => Some(t),
+            Err(reason) => {
+                fail(&header[i_ts], reason);
+                None
+            }
+        };
+        let mut price = |i: usize| match parse_price(&record[i]) {
+            Ok(v) => Some(v),
+            Err(reason) => {
+                fail(&header[i], reason);
+                None
+            }
+        };
+        let (open, high, low, close) = (price(i_open), price(i_high), price(i_low), price(i_close));
+        let volume = match i_volume.map(|i| (i, parse_volume(&record[i]))) {
+            None => Ok(None),
+            Some((_, Ok(v))) => Ok(v),
+            Some((i, Err(reason))) => {
+                fail(&header[i], reason);
+                Err(())
+            }
+        };
+        let (Some(ts), Some(open), Some(high), Some(low), Some(close), Ok(volume)) =
+            (ts, open, high, low, close, volume)
+        else {
+            continue;
+        };
+        let bar = Bar {
+            ts,
+            coin: coin.clone(),
+            open,
+            high,
+            low,
+            close,
+            volume,
+            cap: None,
+            points: 0,
+            source: Source::Csv,
+            ingested_at,
+        };
+        rows.entry(coin).or_default().push((bar, row, line));
+    }
+    if out.rows == 0 {
+        return Err(ExtractError::Empty {
+            file: file.into(),
+            what: "a header but no data rows",
+        });
+    }
+    bad.finish()?;
+    if let Some(wanted) = &opts.coins {
+        let missing: Vec<&str> = wanted
+            .iter()
+            .filter(|c| !rows.contains_key(*c))
+            .map(String::as_str)
+            .collect();
+        if !missing.is_empty() {
+            let present: Vec<&str> = out.skipped_coins.keys().map(String::as_str).collect();
+            return Err(ExtractError::UnknownCoin {
+                codes: missing.join(","),
+                source_name: "csv",
+                hint: format!(
+                    " ({file} has rows for: {})",
+                    if present.is_empty() {
+                        "none".into()
+                    } else {
+                        present.join(",")
+                    }
+                ),
+            });
+        }
+    }
+    for (coin, mut list) in rows {
+        list.sort_by_key(|(b, _, _)| b.ts);
+        let mut bars: Vec<Bar> = Vec::with_capacity(list.len());
+        let mut prev: Option<(u64, u64)> = None;
+        for (bar, row, line) in list {
+            if let Some(last) = bars.last()
+                && last.ts == bar.ts
+            {
+                if same_values(last, &bar) {
+                    out.exact_duplicates += 1;
+                    continue;
+                }
+                let (prow, _) = prev.unwrap_or((0, 0));
+                return Err(ExtractError::BadValue {
+                    file: file.into(),
+                    row,
+                    line,
+                    field: header[i_ts].clone(),
+                    reason: format!(
+                        "hour {} of {coin} also at row {prow} with different prices (which one is right?)",
+                        rps_core::time::fmt_ms(bar.ts)
+                    ),
+                });
+            }
+            prev = Some((row, line));
+            bars.push(bar);
+        }
+        out.bars.insert(coin, bars);
+    }
+    if out.exact_duplicates > 0 {
+        tracing::warn!(
+            file,
+            rows = out.exact_duplicates,
+            "dropped rows repeating an earlier row exactly"
+        );
+    }
+    for (coin, n) in &out.skipped_coins {
+        tracing::info!(
+            file,
+            coin,
+            rows = n,
+            "skipped rows of a coin not in --coins"
+        );
+    }
+    Ok(out)
+}
+
+/// Where a row's coin comes from.
+enum CoinFrom {
+    /// Every row is this coin (no symbol column).
+    Fixed(String),
+    /// The symbol column at this index.
+    Column(usize),
+}
+
+fn same_values(a: &Bar, b: &Bar) -> bool {
+    a.open == b.open
+        && a.high == b.high
+        && a.low == b.low
+        && a.close == b.close
+        && a.volume == b.volume
+}
+
+fn bad_record(file: &str, e: &csv::Error, skipped_lines: u64) -> ExtractError {
+    let line = e.position().map_or(0, |p| p.line()) + skipped_lines;
+    ExtractError::BadRecord {
+        file: file.into(),
+        line,
+        reason: e.to_string(),
+    }
+}
+
+/// Counts bad values and keeps the first, so the error names it and says how many there were.
+#[derive(Default)]
+struct BadValues {
+    first: Option<ExtractError>,
+    count: u64,
+}
+
+impl BadValues {
+    fn push(&mut self, file: &str, row: u64, line: u64, field: &str, reason: String) {
+        self.count += 1;
+        if self.count <= 10 {
+            tracing::warn!(file, row, line, field, "{reason}");
+        }
+        if self.first.is_none() {
+            self.first = Some(ExtractError::BadValue {
+                file: file.into(),
+                row,
+                line,
+                field: field.into(),
+                reason,
+            });
+        }
+    }
+
+    fn finish(self) -> Result<()> {
+        match self.first {
+            None => Ok(()),
+            Some(ExtractError::BadValue {
+                file,
+                row,
+                line,
+                field,
+                reason,
+            }) if self.count > 1 => Err(ExtractError::BadValue {
+                file,
+                row,
+                line,
+                field,
+                reason: format!("{reason} (first of {} bad values)", self.count),
+            }),
+            Some(e) => Err(e),
+        }
+    }
+}
+
+/// Parses a bar time: unix seconds or milliseconds (values of 10^11 and above are read as
+/// milliseconds: 10^11 s is the year 5138, 10^11 ms is 1973), or an ISO date-time in UTC.
+/// The time must be the start of a UTC hour.
+pub fn parse_ts(s: &str) -> std::result::Result<i64, String> {
+    let ms = if let Ok(v) = s.parse::<i64>() {
+        if v.abs() >= 100_000_000_000 {
+            v
+        } else {
+            v.saturating_mul(1000)
+        }
+    } else if let Ok(v) = s.parse::<f64>() {
+        if !v.is_finite() {
+            return Err(format!("'{s}' is not a time"));
+        }
+        if v.abs() >= 1e11 {
+            v.round() as i64
+        } else {
+            (v * 1000.0).round() as i64
+        }
+    } else if let Ok(t) = rps_core::time::parse_utc(s) {
+        t.timestamp_millis()
+    } else if let Ok(t) = chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S") {
+        t.and_utc().timestamp_millis()
+    } else {
+        return Err(format!(
+            "'{s}' is not a unix time (seconds or milliseconds) or an ISO date-time"
+        ));
+    };
+    if ms.rem_euclid(HOUR_MS) != 0 {
+        return Err(format!(
+            "'{s}' ({}) is not the start of a UTC hour; hourly bars are expected",
+            rps_core::time::fmt_ms(ms)
+        ));
+    }
+    Ok(ms)
+}
+
+fn parse_price(s: &str) -> std::result::Result<f64, String> {
+    if s.is_empty() {
+        return Err("empty; a price is required".into());
+    }
+    let v: f64 = s.parse().map_err(|_| format!("'{s}' is not a number"))?;
+    if !v.is_finite() {
+        Err(format!("'{s}' is not a finite price"))
+    } else if v < 0.0 {
+        Err(format!("negative price {s}"))
+    } else if v == 0.0 {
+        Err("price 0; prices must be > 0".into())
+    } else {
+        Ok(v)
+    }
+}
+
+fn parse_volume(s: &str) -> std::result::Result<Option<f64>, String> {
+    if s.is_empty() {
+        return Ok(None);
+    }
+    let v: f64 = s.parse().map_err(|_| format!("'{s}' is not a number"))?;
+    if !v.is_finite() || v < 0.0 {
+        return Err(format!("volume {s} must be a finite number >= 0"));
+    }
+    Ok(Some(v))
+}
+
+/// The coin of a pair such as `BTC/USD`, `BTC-USD`, `BTCUSD` or a bare `BTC`. Prices must be
+/// quoted in USD.
+pub fn coin_of_symbol(s: &str) -> std::result::Result<String, String> {
+    let s = s.trim().to_ascii_uppercase();
+    let (base, quote) = match s.split_once(['/', '-', '_']) {
+        Some((b, q)) => (b.to_string(), Some(q.to_string())),
+        None => match s.strip_suffix("USD") {
+            Some(b) if !b.is_empty() => (b.to_string(), Some("USD".to_string())),
+            _ => (s.clone(), None),
+        },
+    };
+    if let Some(q) = quote
+        && q != "USD"
+    {
+        return Err(format!(
+            "pair '{s}' is quoted in {q}; prices must be in USD"
+        ));
+    }
+    rps_core::cli::parse_coins(&base)
+        .ok()
+        .and_then(|v| v.into_iter().next())
+        .filter(|_| !base.contains(','))
+        .ok_or_else(|| format!("'{s}' is not a coin or pair (e.g. BTC/USD)"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HEAD: &str = "unix,Date,Symbol,Open,High,Low,Close,Volume BTC,Volume USD\n";
+
+    fn import(text: &str) -> Result<CsvImport> {
+        import_bytes(text.as_bytes(), "t.csv", &CsvOptions::default(), 0)
+    }
+
+    #[test]
+    fn a_newest_first_export_comes_out_ascending() {
+        let text = format!(
+            "{HEAD}7200,x,BTC/USD,3,4,2,3.5,1,10\n3600,x,BTC/USD,2,3,1,2.5,1,20\n0,x,BTC/USD,1,2,0.5,1.5,1,30\n"
+        );
+        let got = import(&text).unwrap();
+        let ts: Vec<i64> = got.bars["BTC"].iter().map(|b| b.ts).collect();
+        assert_eq!(ts, vec![0, HOUR_MS, 2 * HOUR_MS]);
+        assert_eq!(
+            got.bars["BTC"][0].volume,
+            Some(30.0),
+            "volume is the USD column"
+        );
+        assert_eq!(got.bars["BTC"][0].source, Source::Csv);
+    }
+
+    #[test]
+    fn seconds_and_milliseconds_are_both_understood() {
+        assert_eq!(parse_ts("1646092800").unwrap(), 1_646_092_800_000);
+        assert_eq!(parse_ts("1646092800000").unwrap(), 1_646_092_800_000);
+        assert_eq!(parse_ts("2022-03-01 00:00:00").unwrap(), 1_646_092_800_000);
+        assert!(
+            parse_ts("1646092801")
+                .unwrap_err()
+                .contains("start of a UTC hour")
+        );
+        assert!(parse_ts("soon").is_err());
+    }
+
+    #[test]
+    fn pairs_map_to_their_base_coin_and_must_be_in_usd() {
+        assert_eq!(coin_of_symbol("BTC/USD").unwrap(), "BTC");
+        assert_eq!(coin_of_symbol("eth-usd").unwrap(), "ETH");
+        assert_eq!(coin_of_symbol("BTCUSD").unwrap(), "BTC");
+        assert_eq!(coin_of_symbol("SOL").unwrap(), "SOL");
+        assert!(coin_of_symbol("BTC/EUR").unwrap_err().contains("EUR"));
+    }
+
+    #[test]
+    fn a_non_numeric_price_is_reported_with_its_row_and_field() {
+        let text = format!("{HEAD}7200,x,BTC/USD,3,4,2,3.5,1,10\n3600,x,BTC/USD,2,3,1,abc,1,20\n");
+        let err = import(&text).unwrap_err().to_string();
+        assert!(
+            err.contains("row 2") && err.contains("line 3") && err.contains("'Close'"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn several_bad_values_are_counted_and_the_first_named() {
+        let text = format!("{HEAD}7200,x,BTC/USD,-3,4,2,3.5,1,10\n3600,x,BTC/USD,2,3,1,abc,1,20\n");
+        let err = import(&text).unwrap_err().to_string();
+        assert!(
+            err.contains("row 1") && err.contains("negative price") && err.contains("first of 2"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn renamed_columns_are_found_through_the_mapping() {
+        let opts = CsvOptions {
+            columns: CsvColumns {
+                ts: "time".into(),
+                close: "last".into(),
+                ..Default::default()
+            },
+            coins: Some(vec!["ETH".into()]),
+        };
+        let text = "time,open,high,low,last\n1646092800000,1,2,0.5,1.5\n";
+        let got = import_bytes(text.as_bytes(), "t.csv", &opts, 0).unwrap();
+        assert_eq!(got.bars["ETH"][0].close, 1.5);
+        assert_eq!(got.bars["ETH"][0].volume, None);
+    }
+
+    #[test]
+    fn an_exact_repeat_is_dropped_but_a_conflicting_one_is_refused() {
+        let row = "3600,x,BTC/USD,2,3,1,2.5,1,20\n";
+        let got = import(&format!("{HEAD}{row}{row}")).unwrap();
+        assert_eq!((got.bars["BTC"].len(), got.exact_duplicates), (1, 1));
+        let err = import(&format!("{HEAD}{row}3600,x,BTC/USD,2,3,1,2.6,1,20\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("row 2") && err.contains("also at row 1"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_cryptodatadownload_url_line_above_the_header_is_skipped() {
+        let text =
+            format!("https://www.CryptoDataDownload.com\n{HEAD}3600,x,BTC/USD,2,3,1,x,1,20\n");
+        let err = import(&text).unwrap_err().to_string();
+        assert!(err.contains("row 1 (line 3)"), "{err}");
+    }
+}
