@@ -1,6 +1,8 @@
 //! Builds the tracing subscriber: human-readable by default, JSON with `--log-format json`;
 //! `RUST_LOG` overrides the level filter. Logs go to stderr so stdout stays for results.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::{EnvFilter, fmt, prelude::*};
 
 /// Output format of the logs.
@@ -19,7 +21,13 @@ pub fn init(format: LogFormat) {
     let registry = tracing_subscriber::registry().with(filter);
     let _ = match format {
         LogFormat::Human => registry
-            .with(fmt::layer().with_writer(std::io::stderr).with_target(false))
+            .with(
+                fmt::layer()
+                    .with_writer(std::io::stderr)
+                    .with_target(false)
+                    // Airflow and CI capture stderr: colour codes only for a terminal.
+                    .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none()),
+            )
             .try_init(),
         LogFormat::Json => registry
             .with(fmt::layer().json().with_writer(std::io::stderr))
