@@ -6,7 +6,7 @@ The stages are BashOperators running the binaries with the flags of dvc.yaml; dr
 branch task that runs `rps-serve drift` and picks train or skip_train; version records the outputs
 with DVC.
 
-Design decisions (see docs/OPERATIONS.md):
+Design decisions (see the README, section "Airflow"):
 
 * Schedule: ``CronDataIntervalTimetable("0 * * * *")``. Airflow 3's default cron timetable gives
   ``data_interval_start == data_interval_end``; this one gives real hourly intervals, so a run at
