@@ -1,0 +1,289 @@
+//! The training loop: mini-batch AdamW on the mean squared error of the standardised
+//! target, shuffled by a seeded generator, early stopping on the validation loss, and the
+//! weights of the best validation epoch as the result.
+
+use std::ops::ControlFlow;
+use std::time::Instant;
+
+use candle_core::{Device, Tensor};
+use candle_nn::{AdamW, Optimizer, ParamsAdamW};
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+
+use crate::net::{LstmNet, LstmWeights};
+use crate::{ModelError, Result};
+
+/// Standardised model inputs and targets, row-aligned, and how long a window is.
+/// The window ending at row `e` covers rows `e + 1 - lookback ..= e` and predicts `y[e]`;
+/// the caller guarantees those rows are consecutive hours.
+#[derive(Debug, Clone, Copy)]
+pub struct Windows<'a> {
+    /// `n_rows × n_features`, row-major.
+    pub x: &'a [f32],
+    pub n_features: usize,
+    /// Target per row (standardised); only read at window ends.
+    pub y: &'a [f32],
+    pub lookback: usize,
+}
+
+impl Windows<'_> {
+    /// Copies the windows ending at `ends` into `xb` (`[B, T, F]`) and their targets into `yb`.
+    pub fn gather(&self, ends: &[usize], xb: &mut Vec<f32>, yb: &mut Vec<f32>) {
+        let (t, f) = (self.lookback, self.n_features);
+        xb.clear();
+        yb.clear();
+        for &e in ends {
+            let start = (e + 1 - t) * f;
+            xb.extend_from_slice(&self.x[start..(e + 1) * f]);
+            yb.push(self.y[e]);
+        }
+    }
+
+    fn check(&self, ends: &[usize]) -> Result<()> {
+        let rows = self.y.len();
+        if self.n_features == 0 || self.x.len() != rows * self.n_features || self.lookback == 0 {
+            return Err(ModelError::Training(format!(
+                "inputs are {} values for {rows} rows of {} features (lookback {})",
+                self.x.len(),
+                self.n_features,
+                self.lookback
+            )));
+        }
+        if let Some(&e) = ends.iter().find(|&&e| e + 1 < self.lookback || e >= rows) {
+            return Err(ModelError::Training(format!(
+                "window ending at row {e} does not fit {rows} rows with lookback {}",
+                self.lookback
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Training hyper-parameters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FitConfig {
+    pub hidden: usize,
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub lr: f64,
+    pub weight_decay: f64,
+    /// Stop after this many epochs without a better validation loss.
+    pub patience: usize,
+    pub seed: u64,
+    /// Clip the global gradient norm to this value (0 = no clipping).
+    pub clip_norm: f64,
+}
+
+impl Default for FitConfig {
+    fn default() -> Self {
+        FitConfig {
+            hidden: 64,
+            epochs: 30,
+            batch_size: 64,
+            lr: 1e-3,
+            weight_decay: 1e-2,
+            patience: 5,
+            seed: 42,
+            clip_norm: 1.0,
+        }
+    }
+}
+
+/// One epoch's figures.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct EpochStats {
+    /// 1-based.
+    pub epoch: usize,
+    pub train_loss: f64,
+    pub val_loss: f64,
+    pub seconds: f64,
+    pub windows_per_second: f64,
+}
+
+/// What training returns.
+#[derive(Debug, Clone)]
+pub struct FitOutcome {
+    /// The weights of the epoch with the lowest validation loss.
+    pub weights: LstmWeights,
+    pub history: Vec<EpochStats>,
+    pub best_epoch: usize,
+    pub best_val_loss: f64,
+    pub stopped_early: bool,
+}
+
+/// Trains from seeded initial weights. `on_epoch` sees every finished epoch (for logging and
+/// tracking) and may stop training by returning `ControlFlow::Break` (then this returns
+/// [`ModelError::Training`]). Deterministic for the same data, config and thread count.
+pub fn fit(
+    data: &Windows<'_>,
+    train: &[usize],
+    val: &[usize],
+    cfg: &FitConfig,
+    on_epoch: &mut dyn FnMut(&EpochStats) -> ControlFlow<()>,
+) -> Result<FitOutcome> {
+    data.check(train)?;
+    data.check(val)?;
+    if train.is_empty() || val.is_empty() {
+        return Err(ModelError::Training(format!(
+            "need training and validation windows, got {} and {}",
+            train.len(),
+            val.len()
+        )));
+    }
+    if cfg.batch_size == 0 || cfg.hidden == 0 || cfg.epochs == 0 {
+        return Err(ModelError::Training(
+            "batch size, hidden size and epochs must be > 0".into(),
+        ));
+    }
+    let init = LstmWeights::init(data.n_features, cfg.hidden, cfg.seed);
+    let net = LstmNet::new(&init)?;
+    let vars = net.vars();
+    let params = ParamsAdamW {
+        lr: cfg.lr,
+        weight_decay: cfg.weight_decay,
+        ..Default::default()
+    };
+    let mut opt = AdamW::new(vars.clone(), params).map_err(ModelError::candle("creating AdamW"))?;
+    let mut order = train.to_vec();
+    let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed.wrapping_add(0x5eed));
+    let (mut xb, mut yb) = (Vec::new(), Vec::new());
+    let (t, f) = (data.lookback, data.n_features);
+
+    let mut history = Vec::new();
+    let mut best = (f64::INFINITY, 0usize, init);
+    let mut stopped_early = false;
+    for epoch in 1..=cfg.epochs {
+        let started = Instant::now();
+        order.shuffle(&mut rng);
+        let mut sum = 0f64;
+        for chunk in order.chunks(cfg.batch_size) {
+            data.gather(chunk, &mut xb, &mut yb);
+            let b = chunk.len();
+            let mut step = || -> candle_core::Result<f64> {
+                let x = Tensor::from_slice(&xb, (b, t, f), &Device::Cpu)?;
+                let y = Tensor::from_slice(&yb, b, &Device::Cpu)?;
+                let loss = net.forward(&x, true)?.sub(&y)?.sqr()?.mean_all()?;
+                let mut grads = loss.backward()?;
+                if cfg.clip_norm > 0.0 {
+                    clip_grad_norm(&mut grads, &vars, cfg.clip_norm)?;
+                }
+                opt.step(&grads)?;
+                Ok(f64::from(loss.to_scalar::<f32>()?))
+            };
+            let loss =
+                step().map_err(ModelError::candle(format!("training step, epoch {epoch}")))?;
+            sum += loss * b as f64;
+        }
+        let train_loss = sum / order.len() as f64;
+        let val_loss = mse(&net, data, val, cfg.batch_size.max(256))?;
+        let seconds = started.elapsed().as_secs_f64();
+        let stats = EpochStats {
+            epoch,
+            train_loss,
+            val_loss,
+            seconds,
+            windows_per_second: order.len() as f64 / seconds.max(1e-9),
+        };
+        let flow = on_epoch(&stats);
+        history.push(stats);
+        if flow.is_break() {
+            return Err(ModelError::Training(format!(
+                "stopped by the caller after epoch {epoch}"
+            )));
+        }
+        if !train_loss.is_finite() {
+            return Err(ModelError::Training(format!(
+                "the training loss diverged at epoch {epoch} (lower --lr)"
+            )));
+        }
+        if val_loss < best.0 {
+            best = (val_loss, epoch, net.weights()?);
+        } else if epoch - best.1 >= cfg.patience {
+            stopped_early = epoch < cfg.epochs;
+            break;
+        }
+    }
+    let (best_val_loss, best_epoch, weights) = best;
+    if !weights.all_finite() || !best_val_loss.is_finite() {
+        return Err(ModelError::Training(
+            "no epoch produced finite weights and loss".into(),
+        ));
+    }
+    Ok(FitOutcome {
+        weights,
+        history,
+        best_epoch,
+        best_val_loss,
+        stopped_early,
+    })
+}
+
+/// Scales all gradients so their global L2 norm is at most `max_norm`.
+fn clip_grad_norm(
+    grads: &mut candle_core::backprop::GradStore,
+    vars: &[candle_core::Var],
+    max_norm: f64,
+) -> candle_core::Result<()> {
+    let mut total = 0f64;
+    for v in vars {
+        if let Some(g) = grads.get(v.as_tensor()) {
+            total += f64::from(g.sqr()?.sum_all()?.to_scalar::<f32>()?);
+        }
+    }
+    let norm = total.sqrt();
+    if norm > max_norm {
+        let scale = max_norm / norm;
+        for v in vars {
+            if let Some(g) = grads.remove(v.as_tensor()) {
+                grads.insert(v.as_tensor(), (g * scale)?);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn mse(net: &LstmNet, data: &Windows<'_>, ends: &[usize], chunk: usize) -> Result<f64> {
+    let preds = predict_net(net, data, ends, chunk)?;
+    let sum: f64 = preds
+        .iter()
+        .zip(ends)
+        .map(|(p, &e)| {
+            let d = f64::from(*p) - f64::from(data.y[e]);
+            d * d
+        })
+        .sum();
+    Ok(sum / ends.len().max(1) as f64)
+}
+
+fn predict_net(
+    net: &LstmNet,
+    data: &Windows<'_>,
+    ends: &[usize],
+    chunk: usize,
+) -> Result<Vec<f32>> {
+    let (t, f) = (data.lookback, data.n_features);
+    let (mut xb, mut yb) = (Vec::new(), Vec::new());
+    let mut out = Vec::with_capacity(ends.len());
+    for c in ends.chunks(chunk) {
+        data.gather(c, &mut xb, &mut yb);
+        let p = Tensor::from_slice(&xb, (c.len(), t, f), &Device::Cpu)
+            .and_then(|x| net.forward(&x, false))
+            .and_then(|p| p.to_vec1::<f32>())
+            .map_err(ModelError::candle("predicting"))?;
+        out.extend(p);
+    }
+    Ok(out)
+}
+
+/// Standardised predictions of `weights` for the windows ending at `ends` (batched through
+/// the fused op; the same numbers as the batch-1 serving path up to float rounding).
+pub fn predict_windows(
+    weights: &LstmWeights,
+    data: &Windows<'_>,
+    ends: &[usize],
+) -> Result<Vec<f32>> {
+    data.check(ends)?;
+    let net = LstmNet::new(weights)?;
+    predict_net(&net, data, ends, 512)
+}

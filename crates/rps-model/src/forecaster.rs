@@ -1,0 +1,202 @@
+//! Serving-side inference: load a package, check it was trained on this build's feature
+//! spec, and turn the newest `lookback` feature rows into a next-hour forecast with
+//! conformal intervals. Plain f32 Rust (no candle ops): no per-op overhead and no
+//! dependence on `RAYON_NUM_THREADS` (candle re-reads CPU info per matmul when it is unset).
+
+use std::path::Path;
+
+use rps_core::features::{FeatureFrame, spec};
+use rps_core::time::HOUR_MS;
+
+use crate::net::{InferenceWeights, Scratch};
+use crate::package::{ModelMetadata, ModelPackage};
+use crate::{ModelError, Result};
+
+/// A prediction interval in USD.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Interval {
+    pub level: f64,
+    pub lower: f64,
+    pub upper: f64,
+}
+
+/// A next-hour forecast.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Forecast {
+    pub coin: String,
+    /// Hour of the newest bar used (ms UTC).
+    pub based_on_ts: i64,
+    /// The hour whose close is forecast (`based_on_ts + 1 h`).
+    pub for_ts: i64,
+    pub last_close: f64,
+    /// Predicted log return `ln(close / last_close)`.
+    pub logret: f64,
+    /// Predicted close (USD).
+    pub close: f64,
+    /// One interval per conformal level, ascending.
+    pub intervals: Vec<Interval>,
+}
+
+/// A loaded model ready to predict.
+#[derive(Debug, Clone)]
+pub struct Forecaster {
+    metadata: ModelMetadata,
+    weights: InferenceWeights,
+    /// Column of each model input in the feature frame (spec order).
+    columns: Vec<usize>,
+}
+
+impl Forecaster {
+    /// Loads a package directory and checks its feature-spec hash against this build.
+    pub fn load(dir: &Path) -> Result<Forecaster> {
+        Forecaster::from_package(ModelPackage::load(dir)?, dir)
+    }
+
+    /// Wraps an in-memory package (`origin` names it in errors).
+    pub fn from_package(pkg: ModelPackage, origin: &Path) -> Result<Forecaster> {
+        let sp = spec();
+        if pkg.metadata.feature_spec_hash != sp.hash {
+            return Err(ModelError::SpecMismatch {
+                path: origin.to_path_buf(),
+                expected: sp.hash.clone(),
+                found: pkg.metadata.feature_spec_hash.clone(),
+            });
+        }
+        let columns = pkg
+            .metadata
+            .inputs
+            .iter()
+            .map(|name| {
+                sp.index(name).ok_or_else(|| ModelError::BadPackage {
+                    path: origin.to_path_buf(),
+                    reason: format!("input '{name}' is not a feature of this build"),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let weights = InferenceWeights::new(&pkg.weights);
+        Ok(Forecaster {
+            metadata: pkg.metadata,
+            weights,
+            columns,
+        })
+    }
+
+    pub fn metadata(&self) -> &ModelMetadata {
+        &self.metadata
+    }
+
+    /// Records the registry version this model was loaded as.
+    pub fn set_version(&mut self, version: &str) {
+        self.metadata.version = version.to_string();
+    }
+
+    pub fn lookback(&self) -> usize {
+        self.metadata.lookback
+    }
+
+    /// Bars needed to make one forecast: the feature warm-up plus the lookback window.
+    pub fn min_bars(&self) -> usize {
+        spec().warmup + self.metadata.lookback
+    }
+
+    /// Forecasts the hour after the frame's newest row from its last `lookback` rows.
+    pub fn predict(&self, frame: &FeatureFrame) -> Result<Forecast> {
+        let n = frame.len();
+        let input = |reason: String| ModelError::Input {
+            coin: frame.coin.clone(),
+            reason,
+        };
+        if n < self.lookback() {
+            return Err(input(format!(
+                "{n} feature rows, the model needs the last {} consecutive hours ({} bars)",
+                self.lookback(),
+                self.min_bars()
+            )));
+        }
+        let mut scratch = Scratch::default();
+        let mut window = Vec::new();
+        let logret = self.predict_one(frame, n - 1, &mut window, &mut scratch)?;
+        let last_close = frame.close[n - 1];
+        if !(last_close.is_finite() && last_close > 0.0) {
+            return Err(input(format!(
+                "close {last_close} at the newest row is not a price"
+            )));
+        }
+        let intervals = self
+            .metadata
+            .conformal
+            .iter()
+            .map(|c| Interval {
+                level: c.level,
+                lower: last_close * (logret - c.q).exp(),
+                upper: last_close * (logret + c.q).exp(),
+            })
+            .collect();
+        Ok(Forecast {
+            coin: frame.coin.clone(),
+            based_on_ts: frame.ts[n - 1],
+            for_ts: frame.ts[n - 1] + HOUR_MS,
+            last_close,
+            logret,
+            close: last_close * logret.exp(),
+            intervals,
+        })
+    }
+
+    /// Predicted log returns for the windows ending at rows `ends` of `frame` (the same
+    /// computation as [`Forecaster::predict`], for evaluation and re-scoring).
+    pub fn predict_logrets(&self, frame: &FeatureFrame, ends: &[usize]) -> Result<Vec<f64>> {
+        let mut scratch = Scratch::default();
+        let mut window = Vec::new();
+        ends.iter()
+            .map(|&e| self.predict_one(frame, e, &mut window, &mut scratch))
+            .collect()
+    }
+
+    /// Whether the window ending at row `end` exists and spans consecutive hours.
+    pub fn window_fits(&self, frame: &FeatureFrame, end: usize) -> bool {
+        let l = self.lookback();
+        end < frame.len()
+            && end + 1 >= l
+            && frame.ts[end] - frame.ts[end + 1 - l] == (l as i64 - 1) * HOUR_MS
+    }
+
+    fn predict_one(
+        &self,
+        frame: &FeatureFrame,
+        end: usize,
+        window: &mut Vec<f32>,
+        scratch: &mut Scratch,
+    ) -> Result<f64> {
+        let l = self.lookback();
+        if !self.window_fits(frame, end) {
+            return Err(ModelError::Input {
+                coin: frame.coin.clone(),
+                reason: format!(
+                    "the {l} feature rows ending at row {end} are not consecutive hours (a gap in the bars?)"
+                ),
+            });
+        }
+        let scaler = &self.metadata.scaler;
+        window.clear();
+        for r in end + 1 - l..=end {
+            let row = frame.row(r);
+            for (i, &c) in self.columns.iter().enumerate() {
+                let v = row[c];
+                if !v.is_finite() {
+                    return Err(ModelError::Input {
+                        coin: frame.coin.clone(),
+                        reason: format!(
+                            "feature '{}' is {v} at {}",
+                            self.metadata.inputs[i],
+                            rps_core::time::fmt_ms(frame.ts[r])
+                        ),
+                    });
+                }
+                window.push(scaler.x(i, v) as f32);
+            }
+        }
+        let y = self.weights.predict(window, scratch);
+        Ok(scaler.y_inv(f64::from(y)))
+    }
+}

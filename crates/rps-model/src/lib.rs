@@ -1,0 +1,135 @@
+//! rps-model: the forecasting model — a one-layer LSTM in candle with a fused, hand-written
+//! sequence op, its training loop, the model package format (`model.safetensors`,
+//! `metadata.json`, `MLmodel`), the serving-side [`Forecaster`], and drift statistics.
+
+pub mod drift;
+pub mod fit;
+pub mod forecaster;
+pub mod kernels;
+pub mod net;
+pub mod package;
+pub mod seq_op;
+pub mod small_gemm;
+
+use std::path::PathBuf;
+
+pub use drift::{ReferenceHistogram, psi, reference_histograms};
+pub use fit::{EpochStats, FitConfig, FitOutcome, Windows, fit, predict_windows};
+pub use forecaster::{Forecast, Forecaster, Interval};
+pub use net::{LstmNet, LstmWeights};
+pub use package::{ConformalQuantile, DataInfo, ModelMetadata, ModelPackage, Scaler};
+
+/// The features the model reads, by name, in this order: the stationary features of
+/// `rps_core::features` (log returns and ratios, not price levels, so one fitted model
+/// carries across price regimes).
+pub const MODEL_INPUTS: &[&str] = &[
+    "logret",
+    "logret_lag_1",
+    "logret_lag_2",
+    "logret_lag_3",
+    "logret_lag_4",
+    "logret_lag_5",
+    "logret_lag_6",
+    "logret_lag_7",
+    "logret_lag_8",
+    "logret_lag_9",
+    "logret_lag_10",
+    "logret_lag_11",
+    "logret_lag_12",
+    "logret_lag_13",
+    "logret_lag_14",
+    "logret_lag_15",
+    "logret_lag_16",
+    "logret_lag_17",
+    "logret_lag_18",
+    "logret_lag_19",
+    "logret_lag_20",
+    "logret_lag_21",
+    "logret_lag_22",
+    "logret_lag_23",
+    "logret_lag_24",
+    "logret_mean_6",
+    "logret_mean_24",
+    "logret_mean_168",
+    "logret_std_6",
+    "logret_std_24",
+    "logret_std_168",
+    "close_rel_mean_24",
+    "close_rel_mean_168",
+    "range_rel",
+    "volume_z_168",
+    "hour_sin",
+    "hour_cos",
+    "dow_sin",
+    "dow_cos",
+];
+
+/// Result alias for rps-model.
+pub type Result<T, E = ModelError> = std::result::Result<T, E>;
+
+/// What can go wrong building, training, saving, loading or running a model.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    /// A tensor operation failed (shape mismatch: a bug, or a corrupt weights file).
+    #[error("{context}: {source}")]
+    Candle {
+        context: String,
+        #[source]
+        source: candle_core::Error,
+    },
+    /// A package file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A package file exists but is not what the format requires.
+    #[error("model package {path}: {reason}")]
+    BadPackage { path: PathBuf, reason: String },
+    /// The package was trained on another feature definition than this build computes.
+    #[error(
+        "model package {path}: trained on feature spec {found}, this build computes {expected}; retrain the model"
+    )]
+    SpecMismatch {
+        path: PathBuf,
+        expected: String,
+        found: String,
+    },
+    /// The input frame cannot feed the model (too short, a gap, a missing or non-finite value).
+    #[error("input for {coin}: {reason}")]
+    Input { coin: String, reason: String },
+    /// Training cannot start or produced nothing usable.
+    #[error("training: {0}")]
+    Training(String),
+}
+
+impl ModelError {
+    pub(crate) fn candle(
+        context: impl Into<String>,
+    ) -> impl FnOnce(candle_core::Error) -> ModelError {
+        let context = context.into();
+        move |source| ModelError::Candle { context, source }
+    }
+
+    pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> ModelError {
+        let path = path.into();
+        move |source| ModelError::Io { path, source }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn model_inputs_are_unique_and_stationary() {
+        let mut names = MODEL_INPUTS.to_vec();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), MODEL_INPUTS.len());
+        for price_level in ["lag_1", "rolling_mean_5", "hour"] {
+            assert!(!MODEL_INPUTS.contains(&price_level));
+        }
+    }
+}

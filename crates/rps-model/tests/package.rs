@@ -1,0 +1,131 @@
+//! The package directory format.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use rps_model::package::{FORMAT_VERSION, package_files};
+use rps_model::{
+    ConformalQuantile, DataInfo, Forecaster, LstmWeights, MODEL_INPUTS, ModelError, ModelMetadata,
+    ModelPackage, Scaler,
+};
+
+pub fn package(lookback: usize, hidden: usize) -> ModelPackage {
+    let n = MODEL_INPUTS.len();
+    let metadata = ModelMetadata {
+        format_version: FORMAT_VERSION,
+        name: "rps-forecaster".into(),
+        version: String::new(),
+        run_id: "run-1".into(),
+        kind: "lstm".into(),
+        created_at: "2026-11-26T19:00:00Z".into(),
+        feature_spec_hash: rps_core::features::spec().hash.clone(),
+        feature_spec_version: rps_core::features::spec().version,
+        inputs: MODEL_INPUTS.iter().map(|s| s.to_string()).collect(),
+        lookback,
+        hidden,
+        scaler: Scaler {
+            mean: vec![0.0; n],
+            std: vec![1.0; n],
+            target_mean: 0.0,
+            target_std: 0.01,
+        },
+        conformal: vec![
+            ConformalQuantile {
+                level: 0.8,
+                q: 0.005,
+            },
+            ConformalQuantile {
+                level: 0.9,
+                q: 0.008,
+            },
+            ConformalQuantile {
+                level: 0.95,
+                q: 0.011,
+            },
+        ],
+        data: DataInfo {
+            digest: "abc".into(),
+            coins: vec!["BTC".into()],
+            ..DataInfo::default()
+        },
+        metrics: BTreeMap::from([("test_rmse".to_string(), 123.0)]),
+        params: BTreeMap::new(),
+        git_commit: "unknown".into(),
+        reference: Vec::new(),
+    };
+    ModelPackage {
+        metadata,
+        weights: LstmWeights::init(n, hidden, 11),
+    }
+}
+
+#[test]
+fn a_package_round_trips_through_its_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("pkg");
+    let pkg = package(24, 8);
+    pkg.save(&p).unwrap();
+    for f in package_files(&p) {
+        assert!(f.is_file(), "{}", f.display());
+    }
+    let back = ModelPackage::load(&p).unwrap();
+    assert_eq!(back.metadata, pkg.metadata);
+    assert_eq!(back.weights, pkg.weights);
+    let mlmodel = std::fs::read_to_string(p.join("MLmodel")).unwrap();
+    assert!(
+        mlmodel.starts_with("artifact_path: model\nflavors:\n  rps_lstm:\n"),
+        "{mlmodel}"
+    );
+    assert!(
+        mlmodel.contains("model_uuid: ")
+            && mlmodel.contains("utc_time_created: '2026-11-26 19:00:00'")
+    );
+}
+
+#[test]
+fn saving_over_a_package_replaces_it_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("pkg");
+    package(24, 8).save(&p).unwrap();
+    std::fs::write(p.join("stray.txt"), "old").unwrap();
+    package(12, 4).save(&p).unwrap();
+    assert_eq!(ModelPackage::load(&p).unwrap().metadata.lookback, 12);
+    assert!(
+        !p.join("stray.txt").exists(),
+        "no file of the previous package survives"
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        leftovers.len(),
+        1,
+        "no staging directories left: {leftovers:?}"
+    );
+}
+
+#[test]
+fn a_package_of_another_feature_spec_is_refused_by_the_forecaster() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut pkg = package(24, 8);
+    pkg.metadata.feature_spec_hash = "0000000000000000".into();
+    pkg.save(dir.path()).unwrap();
+    match Forecaster::load(dir.path()) {
+        Err(ModelError::SpecMismatch { found, .. }) => assert_eq!(found, "0000000000000000"),
+        other => panic!("expected a spec mismatch, got {other:?}"),
+    }
+}
+
+#[test]
+fn corrupt_or_incomplete_packages_are_reported_with_their_path() {
+    let dir = tempfile::tempdir().unwrap();
+    package(24, 8).save(dir.path()).unwrap();
+    std::fs::write(dir.path().join("model.safetensors"), b"not safetensors").unwrap();
+    let e = ModelPackage::load(dir.path()).unwrap_err().to_string();
+    assert!(e.contains("model.safetensors"), "{e}");
+    let e = ModelPackage::load(Path::new("/nonexistent/pkg"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("/nonexistent/pkg/metadata.json"), "{e}");
+}

@@ -1,0 +1,357 @@
+//! The evaluation report (JSON for machines, a small self-contained HTML page for people)
+//! and its two SVG plots: the learning curve and predicted vs actual with intervals.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use plotters::prelude::*;
+use serde::Serialize;
+
+use crate::TrainError;
+use crate::eval::{IntervalMetrics, PointMetrics};
+use crate::gate::GateDecision;
+use rps_model::EpochStats;
+
+/// Rows and time range of one split.
+#[derive(Debug, Clone, Serialize)]
+pub struct SplitInfo {
+    pub windows: usize,
+    pub start: String,
+    pub end: String,
+}
+
+/// How training went.
+#[derive(Debug, Clone, Serialize)]
+pub struct TrainingInfo {
+    pub epochs_run: usize,
+    pub best_epoch: usize,
+    pub best_val_loss: f64,
+    pub stopped_early: bool,
+    pub seconds: f64,
+    pub seconds_per_epoch: f64,
+    pub history: Vec<EpochStats>,
+}
+
+/// Test-split quality of the model and the baselines, on the same rows.
+#[derive(Debug, Clone, Serialize)]
+pub struct TestMetrics {
+    pub model: PointMetrics,
+    pub persistence: PointMetrics,
+    pub rolling_mean_5: PointMetrics,
+}
+
+/// The full evaluation report.
+#[derive(Debug, Clone, Serialize)]
+pub struct Evaluation {
+    pub model_name: String,
+    pub run_id: String,
+    pub created_at: String,
+    pub registry: String,
+    pub feature_spec_hash: String,
+    pub data_digest: String,
+    pub coins: Vec<String>,
+    pub params: BTreeMap<String, String>,
+    pub splits: BTreeMap<String, SplitInfo>,
+    pub training: TrainingInfo,
+    pub test: TestMetrics,
+    pub intervals: Vec<IntervalMetrics>,
+    pub gate: GateDecision,
+    /// Registered version, when registration succeeded.
+    pub version: Option<String>,
+}
+
+impl Evaluation {
+    /// The metrics file for DVC: the evaluation table without the epoch history.
+    pub fn metrics_json(&self) -> serde_json::Value {
+        let intervals: BTreeMap<String, &IntervalMetrics> = self
+            .intervals
+            .iter()
+            .map(|i| (format!("{:.0}", i.level * 100.0), i))
+            .collect();
+        serde_json::json!({
+            "model_name": self.model_name,
+            "run_id": self.run_id,
+            "test": self.test,
+            "intervals": intervals,
+            "gate": self.gate,
+            "training": {
+                "epochs_run": self.training.epochs_run,
+                "best_epoch": self.training.best_epoch,
+                "best_val_loss": self.training.best_val_loss,
+                "seconds": self.training.seconds,
+                "seconds_per_epoch": self.training.seconds_per_epoch,
+            },
+            "test_windows": self.test.model.rows,
+        })
+    }
+}
+
+/// One test row for the predicted-vs-actual plot.
+#[derive(Debug, Clone, Copy)]
+pub struct PlotRow {
+    pub actual: f64,
+    pub pred: f64,
+    pub lower: f64,
+    pub upper: f64,
+}
+
+fn plot_err(path: &Path) -> impl FnOnce(String) -> TrainError + '_ {
+    move |reason| TrainError::Report {
+        path: path.to_path_buf(),
+        reason,
+    }
+}
+
+/// Train and validation loss per epoch.
+pub fn learning_curve_svg(history: &[EpochStats], path: &Path) -> Result<(), TrainError> {
+    let draw = || -> Result<(), Box<dyn std::error::Error>> {
+        let root = SVGBackend::new(path, (720, 400)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let ys = history
+            .iter()
+            .flat_map(|h| [h.train_loss, h.val_loss])
+            .filter(|v| v.is_finite());
+        let (lo, hi) = ys.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
+            (a.min(v), b.max(v))
+        });
+        let (lo, hi) = if lo.is_finite() {
+            (lo, hi.max(lo + 1e-6))
+        } else {
+            (0.0, 1.0)
+        };
+        let pad = (hi - lo) * 0.1;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(
+                "Learning curve (MSE of the standardised log return)",
+                ("sans-serif", 18),
+            )
+            .margin(12)
+            .x_label_area_size(36)
+            .y_label_area_size(56)
+            .build_cartesian_2d(1f64..(history.len().max(2) as f64), (lo - pad)..(hi + pad))?;
+        chart
+            .configure_mesh()
+            .x_desc("epoch")
+            .y_desc("loss")
+            .draw()?;
+        chart
+            .draw_series(LineSeries::new(
+                history.iter().map(|h| (h.epoch as f64, h.train_loss)),
+                &BLUE,
+            ))?
+            .label("train")
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], BLUE));
+        chart
+            .draw_series(LineSeries::new(
+                history.iter().map(|h| (h.epoch as f64, h.val_loss)),
+                &RED,
+            ))?
+            .label("validation")
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], RED));
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()?;
+        root.present()?;
+        Ok(())
+    };
+    draw().map_err(|e| plot_err(path)(e.to_string()))
+}
+
+/// Actual vs predicted close over the last test hours, with the interval band.
+pub fn predictions_svg(rows: &[PlotRow], level: f64, path: &Path) -> Result<(), TrainError> {
+    let draw = || -> Result<(), Box<dyn std::error::Error>> {
+        let root = SVGBackend::new(path, (900, 420)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let vals = rows
+            .iter()
+            .flat_map(|r| [r.actual, r.pred, r.lower, r.upper])
+            .filter(|v| v.is_finite());
+        let (lo, hi) = vals.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
+            (a.min(v), b.max(v))
+        });
+        let (lo, hi) = if lo.is_finite() {
+            (lo, hi.max(lo + 1.0))
+        } else {
+            (0.0, 1.0)
+        };
+        let pad = (hi - lo) * 0.05;
+        let n = rows.len().max(2) as f64;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(
+                format!(
+                    "Next-hour close on the last {} test hours ({:.0}% interval)",
+                    rows.len(),
+                    level * 100.0
+                ),
+                ("sans-serif", 18),
+            )
+            .margin(12)
+            .x_label_area_size(36)
+            .y_label_area_size(70)
+            .build_cartesian_2d(0f64..n, (lo - pad)..(hi + pad))?;
+        chart.configure_mesh().x_desc("hour").y_desc("USD").draw()?;
+        let mut band: Vec<(f64, f64)> = rows
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (i as f64, r.upper))
+            .collect();
+        band.extend(
+            rows.iter()
+                .enumerate()
+                .rev()
+                .map(|(i, r)| (i as f64, r.lower)),
+        );
+        chart
+            .draw_series(std::iter::once(Polygon::new(band, BLUE.mix(0.15).filled())))?
+            .label("interval")
+            .legend(|(x, y)| {
+                Rectangle::new([(x, y - 4), (x + 16, y + 4)], BLUE.mix(0.15).filled())
+            });
+        chart
+            .draw_series(LineSeries::new(
+                rows.iter().enumerate().map(|(i, r)| (i as f64, r.actual)),
+                &BLACK,
+            ))?
+            .label("actual")
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], BLACK));
+        chart
+            .draw_series(LineSeries::new(
+                rows.iter().enumerate().map(|(i, r)| (i as f64, r.pred)),
+                &BLUE,
+            ))?
+            .label("predicted")
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], BLUE));
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()?;
+        root.present()?;
+        Ok(())
+    };
+    draw().map_err(|e| plot_err(path)(e.to_string()))
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+fn fmt_opt(v: Option<f64>) -> String {
+    v.map(|x| format!("{:.1}%", x * 100.0))
+        .unwrap_or_else(|| "–".into())
+}
+
+/// A self-contained HTML page: tables plus the two SVGs inlined.
+pub fn html(ev: &Evaluation, learning_svg: &str, pred_svg: &str) -> String {
+    let row = |name: &str, m: &PointMetrics| {
+        format!(
+            "<tr><td>{}</td><td>{:.2}</td><td>{:.2}</td><td>{:.3}%</td><td>{}</td><td>{:+.4}</td></tr>",
+            esc(name),
+            m.rmse,
+            m.mae,
+            m.mape,
+            fmt_opt(m.directional_accuracy),
+            m.skill
+        )
+    };
+    let intervals: String = ev
+        .intervals
+        .iter()
+        .map(|i| {
+            format!(
+                "<tr><td>{:.0}%</td><td>{:.5}</td><td>{:.1}%</td><td>{:.2}</td></tr>",
+                i.level * 100.0,
+                i.q_logret,
+                i.coverage * 100.0,
+                i.mean_width_usd
+            )
+        })
+        .collect();
+    let splits: String = ev
+        .splits
+        .iter()
+        .map(|(k, s)| {
+            format!(
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(k),
+                s.windows,
+                esc(&s.start),
+                esc(&s.end)
+            )
+        })
+        .collect();
+    let params: String = ev
+        .params
+        .iter()
+        .map(|(k, v)| format!("<tr><td>{}</td><td>{}</td></tr>", esc(k), esc(v)))
+        .collect();
+    let g = &ev.gate;
+    let num = |v: Option<f64>| v.map(|x| format!("{x:.2}")).unwrap_or_else(|| "–".into());
+    format!(
+        r#"<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>RPS evaluation — {name} {run}</title>
+<style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:960px}}table{{border-collapse:collapse;margin:1em 0}}
+td,th{{border:1px solid #ccc;padding:4px 10px;text-align:right}}td:first-child,th:first-child{{text-align:left}}
+.ok{{color:#070}}.no{{color:#a50}}</style></head><body>
+<h1>Next-hour close forecast — evaluation</h1>
+<p>Model <b>{name}</b>{version}, run <code>{run}</code>, created {created}, coins {coins}, registry {registry}.<br>
+Feature spec <code>{spec}</code>, data digest <code>{digest}</code>.</p>
+<h2>Test split (same rows for every forecaster)</h2>
+<table><tr><th>forecaster</th><th>RMSE (USD)</th><th>MAE (USD)</th><th>MAPE</th><th>direction</th><th>skill vs persistence</th></tr>
+{m}{p}{r}</table>
+<h2>Conformal intervals (calibrated on the calibration split)</h2>
+<table><tr><th>level</th><th>q (|log-return error|)</th><th>test coverage</th><th>mean width (USD)</th></tr>{intervals}</table>
+<h2>Promotion gate</h2>
+<p class="{gclass}"><b>{decision}</b>: {reason}<br>new model RMSE {new} vs champion {champ} (version {cv}) on {grows} re-scored test rows.</p>
+<h2>Learning curve</h2>{learning}
+<h2>Predicted vs actual</h2>{pred}
+<h2>Splits (chronological)</h2>
+<table><tr><th>split</th><th>windows</th><th>first hour</th><th>last hour</th></tr>{splits}</table>
+<p>Training: {epochs} epochs (best {best}, {spe:.2} s/epoch, {secs:.1} s){early}.</p>
+<h2>Parameters</h2><table>{params}</table>
+</body></html>
+"#,
+        name = esc(&ev.model_name),
+        version = ev
+            .version
+            .as_ref()
+            .map(|v| format!(" version {}", esc(v)))
+            .unwrap_or_default(),
+        run = esc(&ev.run_id),
+        created = esc(&ev.created_at),
+        coins = esc(&ev.coins.join(",")),
+        registry = esc(&ev.registry),
+        spec = esc(&ev.feature_spec_hash),
+        digest = esc(&ev.data_digest),
+        m = row("LSTM (this model)", &ev.test.model),
+        p = row("persistence", &ev.test.persistence),
+        r = row("rolling mean of 5 closes", &ev.test.rolling_mean_5),
+        gclass = if g.promote { "ok" } else { "no" },
+        decision = if g.promote {
+            "promoted to champion"
+        } else {
+            "challenger (not promoted)"
+        },
+        reason = esc(&g.reason),
+        new = num(g.new_rmse),
+        champ = num(g.champion_rmse),
+        cv = esc(g.champion_version.as_deref().unwrap_or("–")),
+        grows = g.rows,
+        learning = learning_svg,
+        pred = pred_svg,
+        epochs = ev.training.epochs_run,
+        best = ev.training.best_epoch,
+        spe = ev.training.seconds_per_epoch,
+        secs = ev.training.seconds,
+        early = if ev.training.stopped_early {
+            ", stopped early"
+        } else {
+            ""
+        },
+    )
+}

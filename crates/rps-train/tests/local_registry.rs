@@ -1,0 +1,116 @@
+//! The embedded default: runs and models in a local registry directory, no server.
+
+use std::path::Path;
+
+use crate::support::{feature_store, metrics, ok, short_args, train};
+
+fn alias(registry: &Path, alias: &str) -> Option<String> {
+    std::fs::read_to_string(registry.join("models/rps-forecaster/aliases").join(alias))
+        .ok()
+        .map(|s| s.trim().to_string())
+}
+
+#[test]
+fn a_first_run_becomes_champion_and_a_worse_second_run_only_challenger() {
+    let out = tempfile::tempdir().unwrap();
+    let registry = out.path().join("registry");
+    let args = short_args(feature_store(), out.path());
+
+    let stdout = ok(&train(&args, None, &[]));
+    assert!(stdout.contains("promoted to champion"), "{stdout}");
+    for f in ["model.safetensors", "metadata.json", "MLmodel"] {
+        assert!(
+            out.path().join("package").join(f).is_file(),
+            "package file {f}"
+        );
+    }
+    let meta: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.path().join("package/metadata.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(meta["version"], "1");
+    assert_eq!(
+        meta["feature_spec_hash"],
+        rps_core::features::spec().hash.as_str()
+    );
+    assert_eq!(meta["conformal"].as_array().unwrap().len(), 3);
+    assert_eq!(
+        meta["reference"].as_array().unwrap().len(),
+        rps_model::MODEL_INPUTS.len()
+    );
+    let mlmodel = std::fs::read_to_string(out.path().join("package/MLmodel")).unwrap();
+    assert!(
+        mlmodel.contains("flavors:")
+            && mlmodel.contains("rps_lstm:")
+            && mlmodel.contains("artifact_path: model")
+    );
+    assert_eq!(alias(&registry, "champion").as_deref(), Some("1"));
+    assert_eq!(alias(&registry, "challenger").as_deref(), Some("1"));
+    // The registered copy is a complete package that the serving side can load.
+    let fc =
+        rps_model::Forecaster::load(&registry.join("models/rps-forecaster/versions/1")).unwrap();
+    assert_eq!(fc.lookback(), 24);
+    let first = metrics(out.path());
+    assert_eq!(first["gate"]["promote"], true);
+
+    // Deliberately worse: one epoch of a tiny network at a tiny learning rate.
+    let mut worse = args.clone();
+    for (flag, value) in [
+        ("--epochs", "1"),
+        ("--hidden", "2"),
+        ("--lr", "0.00001"),
+        ("--seed", "3"),
+    ] {
+        let i = worse.iter().position(|a| a == flag).unwrap();
+        worse[i + 1] = value.into();
+    }
+    let stdout = ok(&train(&worse, None, &[]));
+    assert!(
+        stdout.contains("challenger, champion unchanged"),
+        "{stdout}"
+    );
+    assert_eq!(alias(&registry, "champion").as_deref(), Some("1"));
+    assert_eq!(alias(&registry, "challenger").as_deref(), Some("2"));
+    let second = metrics(out.path());
+    assert_eq!(second["gate"]["promote"], false);
+    let (new, champ) = (
+        second["gate"]["new_rmse"].as_f64().unwrap(),
+        second["gate"]["champion_rmse"].as_f64().unwrap(),
+    );
+    assert!(new >= champ, "gate numbers: new {new} champion {champ}");
+    // The champion was re-scored on the same rows, not taken from its old run.
+    assert_eq!(second["gate"]["rows"], first["test_windows"]);
+    let champ_old = first["test"]["model"]["rmse"].as_f64().unwrap();
+    assert!(
+        (champ - champ_old).abs() < 1e-6 * champ_old,
+        "re-scored {champ} vs first run's {champ_old}"
+    );
+
+    // Both runs are in the runs log, finished.
+    let log = std::fs::read_to_string(registry.join("runs.jsonl")).unwrap();
+    assert!(log.lines().count() >= 2, "{log}");
+    let reg = rps_mlflow::LocalRegistry::open(&registry).unwrap();
+    let run_id = second["run_id"].as_str().map(str::to_string);
+    if let Some(id) = run_id {
+        assert_eq!(
+            reg.get_run(&id).unwrap().status,
+            rps_mlflow::RunStatus::Finished
+        );
+    }
+}
+
+#[test]
+fn the_same_seed_gives_the_same_model_and_test_rmse() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    ok(&train(&short_args(feature_store(), a.path()), None, &[]));
+    ok(&train(&short_args(feature_store(), b.path()), None, &[]));
+    let (ma, mb) = (metrics(a.path()), metrics(b.path()));
+    assert_eq!(ma["test"]["model"]["rmse"], mb["test"]["model"]["rmse"]);
+    assert_eq!(
+        ma["training"]["best_val_loss"],
+        mb["training"]["best_val_loss"]
+    );
+    let wa = std::fs::read(a.path().join("package/model.safetensors")).unwrap();
+    let wb = std::fs::read(b.path().join("package/model.safetensors")).unwrap();
+    assert!(wa == wb, "same seed, same data: identical weights");
+}
