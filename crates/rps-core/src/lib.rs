@@ -4,6 +4,7 @@
 pub mod cli;
 pub mod error;
 pub mod exit;
+pub mod features;
 pub mod parquet_io;
 pub mod schema;
 pub mod storage;

@@ -1,0 +1,957 @@
+//! The feature contract: the one table of features (names, windows, order, version), its
+//! hash, and the one implementation that turns hourly bars into feature rows — used by
+//! `rps-transform` for training data and by `rps-serve` at prediction time, so the two can
+//! never disagree.
+//!
+//! # Rows and gaps
+//! A feature row for hour `t` is emitted only when every bar its longest window touches
+//! (`t - warmup ..= t`) is present, valid and one hour after the previous one. Nothing is
+//! ever computed across a missing hour. Rows that are not emitted are counted:
+//! - `dropped_warmup`: rows whose window reaches back before the first bar of the input
+//!   (the first `warmup` bars when the series starts without a gap);
+//! - `dropped_gap`: every other dropped row — its window spans a missing hour, or the bar
+//!   itself is unusable (non-finite or non-positive price; counted as a missing hour), or
+//!   the bars are out of order / duplicated (any step other than +1 h is a break).
+//!
+//! `rows_in == len() + dropped_gap + dropped_warmup` always holds.
+//!
+//! # Targets
+//! `target_close_1h[t] = close[t+1]` and `target_logret_1h[t] = ln(close[t+1] / close[t])`
+//! when bar `t+1` is the next hour and valid; NaN otherwise (the newest row, or before a gap).
+//!
+//! # Changing the spec
+//! Changing a name, a window, the order or the *formula* of a feature requires bumping
+//! [`SPEC_VERSION`]: the hash covers names, windows and the version, so a model trained on
+//! another spec refuses to serve.
+
+use std::f64::consts::TAU;
+use std::sync::{Arc, LazyLock};
+
+use arrow::array::{
+    Array, ArrayRef, Float64Array, RecordBatch, StringArray, TimestampMillisecondArray,
+};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use sha2::{Digest, Sha256};
+
+use crate::error::{CoreError, Result};
+use crate::schema::Bar;
+use crate::time::HOUR_MS;
+
+/// Version of the feature definitions; bump it whenever any formula changes.
+pub const SPEC_VERSION: u32 = 1;
+
+/// Column names of the targets in feature files.
+pub const TARGET_LOGRET: &str = "target_logret_1h";
+/// Column name of the next hour's close in feature files.
+pub const TARGET_CLOSE: &str = "target_close_1h";
+
+/// Footer / schema metadata keys of feature files.
+pub mod meta {
+    /// The [`super::FeatureSpec::hash`] the file was computed with.
+    pub const SPEC_HASH: &str = "feature_spec_hash";
+    /// The [`super::SPEC_VERSION`] the file was computed with.
+    pub const SPEC_VERSION: &str = "feature_spec_version";
+    /// Comma-separated feature names, in column order (for non-Rust readers).
+    pub const NAMES: &str = "feature_names";
+    /// Bars read for this coin.
+    pub const ROWS_IN: &str = "rows_in";
+    /// Rows dropped because their window spans a gap.
+    pub const DROPPED_GAP: &str = "dropped_gap";
+    /// Rows dropped because their window reaches before the first bar.
+    pub const DROPPED_WARMUP: &str = "dropped_warmup";
+}
+
+/// How a feature is computed. Windows count hours; the doc of each variant gives the formula.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Previous hour's close (USD).
+    Lag1Close,
+    /// Mean of the last `w` closes, this hour's included (USD).
+    CloseMean(usize),
+    /// UTC hour of day, 0..23.
+    Hour,
+    /// Log return `ln(close[t] / close[t-1])`.
+    LogRet,
+    /// Log return `k` hours earlier: `logret[t-k]`.
+    LogRetLag(usize),
+    /// Mean of the last `w` log returns (this hour's included).
+    LogRetMean(usize),
+    /// Sample standard deviation (n-1) of the last `w` log returns.
+    LogRetStd(usize),
+    /// `close[t] / mean(last w closes) - 1`.
+    CloseRelMean(usize),
+    /// `(high - low) / close`.
+    RangeRel,
+    /// `(volume[t] - mean) / std` over the known volumes of the last `w` hours (sample std);
+    /// 0 when this hour's volume is unknown, fewer than 2 are known, or the std is 0.
+    VolumeZ(usize),
+    /// `sin(2π hour / 24)`.
+    HourSin,
+    /// `cos(2π hour / 24)`.
+    HourCos,
+    /// `sin(2π dow / 7)`, Monday = 0.
+    DowSin,
+    /// `cos(2π dow / 7)`, Monday = 0.
+    DowCos,
+}
+
+impl Kind {
+    /// How many consecutive bars, ending at the row's own bar, the feature reads.
+    pub const fn window(self) -> usize {
+        match self {
+            Kind::Hour
+            | Kind::RangeRel
+            | Kind::HourSin
+            | Kind::HourCos
+            | Kind::DowSin
+            | Kind::DowCos => 1,
+            Kind::Lag1Close | Kind::LogRet => 2,
+            Kind::CloseMean(w) | Kind::CloseRelMean(w) | Kind::VolumeZ(w) => w,
+            Kind::LogRetLag(k) => k + 2,
+            Kind::LogRetMean(w) | Kind::LogRetStd(w) => w + 1,
+        }
+    }
+}
+
+/// One row of the feature table.
+#[derive(Debug, Clone, Copy)]
+pub struct FeatureDef {
+    pub name: &'static str,
+    pub kind: Kind,
+}
+
+const fn def(name: &'static str, kind: Kind) -> FeatureDef {
+    FeatureDef { name, kind }
+}
+
+/// THE feature table: names, formulas and windows, in column order. Defined once.
+pub static FEATURES: &[FeatureDef] = &[
+    // The seed's features, kept for compatibility (price units).
+    def("lag_1", Kind::Lag1Close),
+    def("rolling_mean_5", Kind::CloseMean(5)),
+    def("hour", Kind::Hour),
+    // Stationary features for forecasters.
+    def("logret", Kind::LogRet),
+    def("logret_lag_1", Kind::LogRetLag(1)),
+    def("logret_lag_2", Kind::LogRetLag(2)),
+    def("logret_lag_3", Kind::LogRetLag(3)),
+    def("logret_lag_4", Kind::LogRetLag(4)),
+    def("logret_lag_5", Kind::LogRetLag(5)),
+    def("logret_lag_6", Kind::LogRetLag(6)),
+    def("logret_lag_7", Kind::LogRetLag(7)),
+    def("logret_lag_8", Kind::LogRetLag(8)),
+    def("logret_lag_9", Kind::LogRetLag(9)),
+    def("logret_lag_10", Kind::LogRetLag(10)),
+    def("logret_lag_11", Kind::LogRetLag(11)),
+    def("logret_lag_12", Kind::LogRetLag(12)),
+    def("logret_lag_13", Kind::LogRetLag(13)),
+    def("logret_lag_14", Kind::LogRetLag(14)),
+    def("logret_lag_15", Kind::LogRetLag(15)),
+    def("logret_lag_16", Kind::LogRetLag(16)),
+    def("logret_lag_17", Kind::LogRetLag(17)),
+    def("logret_lag_18", Kind::LogRetLag(18)),
+    def("logret_lag_19", Kind::LogRetLag(19)),
+    def("logret_lag_20", Kind::LogRetLag(20)),
+    def("logret_lag_21", Kind::LogRetLag(21)),
+    def("logret_lag_22", Kind::LogRetLag(22)),
+    def("logret_lag_23", Kind::LogRetLag(23)),
+    def("logret_lag_24", Kind::LogRetLag(24)),
+    def("logret_mean_6", Kind::LogRetMean(6)),
+    def("logret_mean_24", Kind::LogRetMean(24)),
+    def("logret_mean_168", Kind::LogRetMean(168)),
+    def("logret_std_6", Kind::LogRetStd(6)),
+    def("logret_std_24", Kind::LogRetStd(24)),
+    def("logret_std_168", Kind::LogRetStd(168)),
+    def("close_rel_mean_24", Kind::CloseRelMean(24)),
+    def("close_rel_mean_168", Kind::CloseRelMean(168)),
+    def("range_rel", Kind::RangeRel),
+    def("volume_z_168", Kind::VolumeZ(168)),
+    def("hour_sin", Kind::HourSin),
+    def("hour_cos", Kind::HourCos),
+    def("dow_sin", Kind::DowSin),
+    def("dow_cos", Kind::DowCos),
+];
+
+/// The feature spec as data: what a model package records and checks.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FeatureSpec {
+    pub version: u32,
+    /// Feature names in column order.
+    pub names: Vec<String>,
+    /// Bars needed before the first row (longest window - 1).
+    pub warmup: usize,
+    /// First 16 hex chars of sha256 over [`FeatureSpec::canonical`].
+    pub hash: String,
+}
+
+impl FeatureSpec {
+    /// The canonical text the hash covers: version, then `name:window` per line, in order.
+    pub fn canonical() -> String {
+        let mut s = format!("rps-features v{SPEC_VERSION}\n");
+        for d in FEATURES {
+            s.push_str(&format!("{}:{}\n", d.name, d.kind.window()));
+        }
+        s
+    }
+
+    /// Column index of a feature.
+    pub fn index(&self, name: &str) -> Option<usize> {
+        self.names.iter().position(|n| n == name)
+    }
+
+    /// Window (bars read, own bar included) of a feature.
+    pub fn window(&self, name: &str) -> Option<usize> {
+        FEATURES
+            .iter()
+            .find(|d| d.name == name)
+            .map(|d| d.kind.window())
+    }
+}
+
+/// The feature spec of this build.
+pub fn spec() -> &'static FeatureSpec {
+    static SPEC: LazyLock<FeatureSpec> = LazyLock::new(|| {
+        let canonical = FeatureSpec::canonical();
+        let digest = Sha256::digest(canonical.as_bytes());
+        let mut hash = hex::encode(digest);
+        hash.truncate(16);
+        FeatureSpec {
+            version: SPEC_VERSION,
+            names: FEATURES.iter().map(|d| d.name.to_string()).collect(),
+            warmup: FEATURES.iter().map(|d| d.kind.window()).max().unwrap_or(1) - 1,
+            hash,
+        }
+    });
+    &SPEC
+}
+
+/// Feature rows of one coin, row-major, with targets and the drop counts.
+#[derive(Debug, Clone, Default)]
+pub struct FeatureFrame {
+    pub coin: String,
+    /// Hour open of each row (ms UTC), ascending.
+    pub ts: Vec<i64>,
+    /// Close of each row's hour (USD).
+    pub close: Vec<f64>,
+    /// `len() x spec().names.len()`, row-major, spec order.
+    pub values: Vec<f64>,
+    /// `ln(close[t+1] / close[t])`; NaN when the next hour is unknown or missing.
+    pub target_logret_1h: Vec<f64>,
+    /// `close[t+1]`; NaN likewise.
+    pub target_close_1h: Vec<f64>,
+    pub rows_in: usize,
+    pub dropped_gap: usize,
+    pub dropped_warmup: usize,
+}
+
+/// Whether a bar can take part in a window (prices usable for logs and ratios).
+fn usable(b: &Bar) -> bool {
+    b.close.is_finite() && b.close > 0.0 && b.high.is_finite() && b.low.is_finite()
+}
+
+/// Computes the features of one coin. `bars` must be ascending by `ts`; a step other than
+/// one hour (hole, duplicate, disorder) or an unusable bar breaks the series (module docs).
+pub fn compute(coin: &str, bars: &[Bar]) -> FeatureFrame {
+    let sp = spec();
+    let warmup = sp.warmup;
+    let mut frame = FeatureFrame {
+        coin: coin.to_string(),
+        rows_in: bars.len(),
+        ..FeatureFrame::default()
+    };
+    let mut start = 0;
+    while start < bars.len() {
+        if !usable(&bars[start]) {
+            frame.dropped_gap += 1;
+            start += 1;
+            continue;
+        }
+        let mut end = start + 1;
+        while end < bars.len()
+            && usable(&bars[end])
+            && bars[end].ts.checked_sub(bars[end - 1].ts) == Some(HOUR_MS)
+        {
+            end += 1;
+        }
+        let seg = &bars[start..end];
+        let dropped = seg.len().min(warmup);
+        if start == 0 {
+            frame.dropped_warmup += dropped;
+        } else {
+            frame.dropped_gap += dropped;
+        }
+        if seg.len() > warmup {
+            push_segment(&mut frame, seg, warmup);
+        }
+        start = end;
+    }
+    frame
+}
+
+/// Appends the rows `warmup..seg.len()` of one contiguous, usable segment. Rows are
+/// written in order, all features of a row at once, straight into the row-major frame.
+fn push_segment(frame: &mut FeatureFrame, seg: &[Bar], warmup: usize) {
+    let n = seg.len();
+    let close: Vec<f64> = seg.iter().map(|b| b.close).collect();
+    let mut logret = vec![f64::NAN; n];
+    for i in 1..n {
+        logret[i] = (close[i] / close[i - 1]).ln();
+    }
+    let volume: Vec<f64> = seg.iter().map(|b| b.volume.unwrap_or(f64::NAN)).collect();
+    // Calendar features take 24 and 7 values: compute them once, not once per row.
+    let hour_sin: [f64; 24] = std::array::from_fn(|h| (TAU * h as f64 / 24.0).sin());
+    let hour_cos: [f64; 24] = std::array::from_fn(|h| (TAU * h as f64 / 24.0).cos());
+    let dow_sin: [f64; 7] = std::array::from_fn(|d| (TAU * d as f64 / 7.0).sin());
+    let dow_cos: [f64; 7] = std::array::from_fn(|d| (TAU * d as f64 / 7.0).cos());
+    let mut rolls: Vec<Roll> = FEATURES
+        .iter()
+        .map(|d| match d.kind {
+            Kind::CloseMean(w)
+            | Kind::CloseRelMean(w)
+            | Kind::LogRetMean(w)
+            | Kind::LogRetStd(w)
+            | Kind::VolumeZ(w) => Roll::new(w),
+            _ => Roll::new(1),
+        })
+        .collect();
+
+    frame.values.reserve((n - warmup) * FEATURES.len());
+    for i in warmup..n {
+        let b = &seg[i];
+        // In 0..24 and 0..7 by construction (rem_euclid).
+        let hour = hour_of(b.ts) as usize;
+        let dow = dow_of(b.ts) as usize;
+        frame.ts.push(b.ts);
+        frame.close.push(close[i]);
+        let (tc, tl) = if i + 1 < n {
+            (close[i + 1], logret[i + 1])
+        } else {
+            (f64::NAN, f64::NAN)
+        };
+        frame.target_close_1h.push(tc);
+        frame.target_logret_1h.push(tl);
+        for (d, roll) in FEATURES.iter().zip(rolls.iter_mut()) {
+            let v = match d.kind {
+                Kind::Lag1Close => close[i - 1],
+                Kind::Hour => hour as f64,
+                Kind::LogRet => logret[i],
+                Kind::LogRetLag(k) => logret[i - k],
+                Kind::RangeRel => (b.high - b.low) / close[i],
+                Kind::HourSin => hour_sin[hour],
+                Kind::HourCos => hour_cos[hour],
+                Kind::DowSin => dow_sin[dow],
+                Kind::DowCos => dow_cos[dow],
+                Kind::CloseMean(_) => roll.next(&close, i).mean(),
+                Kind::CloseRelMean(_) => close[i] / roll.next(&close, i).mean() - 1.0,
+                Kind::LogRetMean(_) => roll.next(&logret, i).mean(),
+                Kind::LogRetStd(_) => roll.next(&logret, i).std(),
+                Kind::VolumeZ(_) => {
+                    let s = roll.next(&volume, i);
+                    let (v, mean, std) = (volume[i], s.mean(), s.std());
+                    // A (near-)constant window has no scale: "no deviation", not ±inf.
+                    if v.is_finite() && s.n >= 2 && std > 16.0 * f64::EPSILON * mean.abs() {
+                        (v - mean) / std
+                    } else {
+                        0.0
+                    }
+                }
+            };
+            frame.values.push(v);
+        }
+    }
+}
+
+/// Rows per block when converting between row-major and column-major layouts.
+const BLOCK: usize = 128;
+
+/// Splits row-major `values` (`nf` per row) into columns, block by block.
+fn columns_of(values: &[f64], nf: usize) -> Vec<Vec<f64>> {
+    let rows = values.len().checked_div(nf).unwrap_or(0);
+    let mut cols = vec![Vec::with_capacity(rows); nf];
+    for r0 in (0..rows).step_by(BLOCK) {
+        let r1 = (r0 + BLOCK).min(rows);
+        for (j, col) in cols.iter_mut().enumerate() {
+            col.extend((r0..r1).map(|r| values[r * nf + j]));
+        }
+    }
+    cols
+}
+
+/// UTC hour of day of a millisecond timestamp.
+pub fn hour_of(ts: i64) -> i64 {
+    ts.div_euclid(HOUR_MS).rem_euclid(24)
+}
+
+/// Day of week (Monday = 0) of a millisecond timestamp; 1970-01-01 was a Thursday.
+pub fn dow_of(ts: i64) -> i64 {
+    (ts.div_euclid(24 * HOUR_MS) + 3).rem_euclid(7)
+}
+
+/// Sums over the finite values of a window, relative to `shift`.
+#[derive(Debug, Clone, Copy)]
+struct Stats {
+    n: usize,
+    shift: f64,
+    s1: f64,
+    s2: f64,
+}
+
+impl Stats {
+    /// Mean of the window (NaN when empty).
+    fn mean(&self) -> f64 {
+        if self.n == 0 {
+            f64::NAN
+        } else {
+            self.shift + self.s1 / self.n as f64
+        }
+    }
+
+    /// Sample standard deviation (n - 1) of the window (NaN below two values).
+    fn std(&self) -> f64 {
+        if self.n < 2 {
+            return f64::NAN;
+        }
+        let m = self.s1 / self.n as f64;
+        ((self.s2 - self.s1 * m) / (self.n - 1) as f64)
+            .max(0.0)
+            .sqrt()
+    }
+}
+
+/// Trailing-window statistics (`xs[i+1-w ..= i]`, non-finite values skipped), advanced
+/// one row at a time with [`Roll::next`] over consecutive `i`. O(1) per row: sums are
+/// updated by add/remove, but re-summed from scratch every `w` rows around a shift taken
+/// from the window itself, so rounding cannot accumulate and the variance formula has no
+/// catastrophic cancellation (agrees with a direct two-pass computation to ~1e-13).
+#[derive(Debug, Clone)]
+struct Roll {
+    w: usize,
+    /// Rows until the window is re-summed from scratch (0 at the first call).
+    until_resum: usize,
+    sums: Stats,
+}
+
+impl Roll {
+    fn new(w: usize) -> Roll {
+        Roll {
+            w: w.max(1),
+            until_resum: 0,
+            sums: Stats {
+                n: 0,
+                shift: 0.0,
+                s1: 0.0,
+                s2: 0.0,
+            },
+        }
+    }
+
+    /// Sums of the window ending at `i`; `i` must be one more than at the previous call
+    /// (any value `>= w - 1` at the first).
+    fn next(&mut self, xs: &[f64], i: usize) -> Stats {
+        let lo = i + 1 - self.w;
+        let s = &mut self.sums;
+        if self.until_resum == 0 {
+            let win = &xs[lo..=i];
+            s.shift = win.iter().copied().find(|x| x.is_finite()).unwrap_or(0.0);
+            (s.n, s.s1, s.s2) = (0, 0.0, 0.0);
+            for &x in win.iter().filter(|x| x.is_finite()) {
+                let d = x - s.shift;
+                s.n += 1;
+                s.s1 += d;
+                s.s2 += d * d;
+            }
+            self.until_resum = self.w;
+        } else {
+            // Not the first call, so lo >= 1.
+            let old = xs[lo - 1];
+            if old.is_finite() {
+                let d = old - s.shift;
+                s.n -= 1;
+                s.s1 -= d;
+                s.s2 -= d * d;
+            }
+            let new = xs[i];
+            if new.is_finite() {
+                let d = new - s.shift;
+                s.n += 1;
+                s.s1 += d;
+                s.s2 += d * d;
+            }
+        }
+        self.until_resum -= 1;
+        *s
+    }
+}
+
+const UTC: &str = "UTC";
+
+/// Arrow schema of feature files: `ts`, `coin`, `close`, the features in spec order
+/// (float64), then the two targets (nullable float64: null where NaN). The schema metadata
+/// carries the spec hash, version and names.
+pub fn feature_schema() -> SchemaRef {
+    static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+        let sp = spec();
+        let mut fields = vec![
+            Field::new(
+                "ts",
+                DataType::Timestamp(TimeUnit::Millisecond, Some(UTC.into())),
+                false,
+            ),
+            Field::new("coin", DataType::Utf8, false),
+            Field::new("close", DataType::Float64, false),
+        ];
+        fields.extend(
+            sp.names
+                .iter()
+                .map(|n| Field::new(n, DataType::Float64, false)),
+        );
+        fields.push(Field::new(TARGET_LOGRET, DataType::Float64, true));
+        fields.push(Field::new(TARGET_CLOSE, DataType::Float64, true));
+        Arc::new(
+            Schema::new(fields).with_metadata(
+                spec_metadata()
+                    .into_iter()
+                    .collect::<std::collections::BTreeMap<_, _>>(),
+            ),
+        )
+    });
+    SCHEMA.clone()
+}
+
+/// The spec part of the file metadata (hash, version, names), in a fixed order.
+pub fn spec_metadata() -> Vec<(String, String)> {
+    let sp = spec();
+    vec![
+        (meta::SPEC_HASH.into(), sp.hash.clone()),
+        (meta::SPEC_VERSION.into(), sp.version.to_string()),
+        (meta::NAMES.into(), sp.names.join(",")),
+    ]
+}
+
+impl FeatureFrame {
+    /// Number of feature columns (the spec's).
+    pub fn n_features(&self) -> usize {
+        FEATURES.len()
+    }
+
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        self.ts.len()
+    }
+
+    /// Whether there are no rows.
+    pub fn is_empty(&self) -> bool {
+        self.ts.is_empty()
+    }
+
+    /// The feature values of row `i`, in spec order. Panics when `i >= len()`.
+    pub fn row(&self, i: usize) -> &[f64] {
+        let nf = self.n_features();
+        &self.values[i * nf..(i + 1) * nf]
+    }
+
+    /// A column by name: a feature, `close`, or one of the targets.
+    pub fn column(&self, name: &str) -> Option<Vec<f64>> {
+        match name {
+            "close" => Some(self.close.clone()),
+            TARGET_LOGRET => Some(self.target_logret_1h.clone()),
+            TARGET_CLOSE => Some(self.target_close_1h.clone()),
+            _ => {
+                let j = spec().index(name)?;
+                let nf = self.n_features();
+                Some((0..self.len()).map(|i| self.values[i * nf + j]).collect())
+            }
+        }
+    }
+
+    /// The file metadata of this frame: spec metadata plus the row counts.
+    pub fn metadata(&self) -> Vec<(String, String)> {
+        let mut m = spec_metadata();
+        m.push((meta::ROWS_IN.into(), self.rows_in.to_string()));
+        m.push((meta::DROPPED_GAP.into(), self.dropped_gap.to_string()));
+        m.push((meta::DROPPED_WARMUP.into(), self.dropped_warmup.to_string()));
+        m
+    }
+
+    /// One record batch in the [`feature_schema`], with [`FeatureFrame::metadata`] as
+    /// schema metadata.
+    pub fn to_batch(&self) -> Result<RecordBatch> {
+        self.batch_of(0..self.len())
+    }
+
+    /// The rows `rows` as a record batch (see [`FeatureFrame::to_batch`]).
+    fn batch_of(&self, rows: std::ops::Range<usize>) -> Result<RecordBatch> {
+        let n = rows.len();
+        let nf = self.n_features();
+        let mut cols: Vec<ArrayRef> = Vec::with_capacity(nf + 5);
+        cols.push(Arc::new(
+            TimestampMillisecondArray::from_iter_values(self.ts[rows.clone()].iter().copied())
+                .with_timezone(UTC),
+        ));
+        cols.push(Arc::new(StringArray::from_iter_values(
+            std::iter::repeat_n(self.coin.as_str(), n),
+        )));
+        cols.push(Arc::new(Float64Array::from_iter_values(
+            self.close[rows.clone()].iter().copied(),
+        )));
+        for col in columns_of(&self.values[rows.start * nf..rows.end * nf], nf) {
+            cols.push(Arc::new(Float64Array::from(col)));
+        }
+        let nullable = |v: &[f64]| -> ArrayRef {
+            Arc::new(Float64Array::from_iter(
+                v.iter().map(|x| x.is_finite().then_some(*x)),
+            ))
+        };
+        cols.push(nullable(&self.target_logret_1h[rows.clone()]));
+        cols.push(nullable(&self.target_close_1h[rows]));
+        let schema = feature_schema();
+        let schema = Arc::new(
+            Schema::new(schema.fields().clone()).with_metadata(
+                self.metadata()
+                    .into_iter()
+                    .collect::<std::collections::BTreeMap<_, _>>(),
+            ),
+        );
+        RecordBatch::try_new(schema, cols).map_err(|e| CoreError::Encode {
+            key: format!("features of {}", self.coin),
+            reason: e.to_string(),
+        })
+    }
+
+    /// Decodes feature batches. Checks every column by name and type, and — when the batch
+    /// schema carries them (batches from [`FeatureFrame::to_batch`]) — the spec hash and
+    /// the row counts. Batches read back from Parquet have lost their schema metadata:
+    /// use [`FeatureFrame::from_decoded`] (or [`read_frame`]) for files, which checks the
+    /// footer. With no batches the frame is empty and its coin comes from the file name.
+    pub fn from_batch(batches: &[RecordBatch], key: &str) -> Result<FeatureFrame> {
+        let bad = |reason: String| CoreError::BadFile {
+            key: key.to_string(),
+            reason,
+        };
+        let sp = spec();
+        let mut frame = FeatureFrame {
+            coin: crate::storage::layout::coin_of(key)
+                .unwrap_or_default()
+                .to_string(),
+            ..FeatureFrame::default()
+        };
+        let mut counted = false;
+        for batch in batches {
+            let md = &batch.schema_ref().metadata;
+            counted |= frame.apply_metadata(|k| md.get(k).map(String::as_str), key)?;
+            let col = |name: &str| {
+                batch
+                    .column_by_name(name)
+                    .ok_or_else(|| bad(format!("missing column '{name}' (not a feature file?)")))
+            };
+            let f64col = |name: &str| -> Result<Vec<f64>> {
+                let c = col(name)?;
+                let a = c.as_any().downcast_ref::<Float64Array>().ok_or_else(|| {
+                    bad(format!(
+                        "column '{name}' has type {}, expected Float64",
+                        c.data_type()
+                    ))
+                })?;
+                Ok((0..a.len())
+                    .map(|i| if a.is_null(i) { f64::NAN } else { a.value(i) })
+                    .collect())
+            };
+            let ts = col("ts")?;
+            let ts = ts
+                .as_any()
+                .downcast_ref::<TimestampMillisecondArray>()
+                .ok_or_else(|| {
+                    bad(format!(
+                        "column 'ts' has type {}, expected Timestamp(ms)",
+                        ts.data_type()
+                    ))
+                })?;
+            let coin = col("coin")?;
+            let coin = coin.as_any().downcast_ref::<StringArray>().ok_or_else(|| {
+                bad(format!(
+                    "column 'coin' has type {}, expected Utf8",
+                    coin.data_type()
+                ))
+            })?;
+            if batch.num_rows() > 0 {
+                frame.coin = coin.value(0).to_string();
+            }
+            frame.ts.extend(ts.values().iter().copied());
+            frame.close.extend(f64col("close")?);
+            let feats = sp
+                .names
+                .iter()
+                .map(|n| f64col(n))
+                .collect::<Result<Vec<_>>>()?;
+            let start = frame.values.len();
+            frame
+                .values
+                .resize(start + batch.num_rows() * feats.len(), f64::NAN);
+            let nf = feats.len();
+            let out = &mut frame.values[start..];
+            for r0 in (0..batch.num_rows()).step_by(BLOCK) {
+                let r1 = (r0 + BLOCK).min(batch.num_rows());
+                for (j, c) in feats.iter().enumerate() {
+                    for (r, &v) in (r0..r1).zip(&c[r0..r1]) {
+                        out[r * nf + j] = v;
+                    }
+                }
+            }
+            frame.target_logret_1h.extend(f64col(TARGET_LOGRET)?);
+            frame.target_close_1h.extend(f64col(TARGET_CLOSE)?);
+        }
+        if !counted {
+            frame.rows_in = frame.len();
+        }
+        Ok(frame)
+    }
+
+    /// Decodes a feature file read with [`crate::parquet_io::decode`]/`read`: the batches,
+    /// plus the spec-hash check and row counts from the file footer.
+    pub fn from_decoded(decoded: &crate::parquet_io::Decoded, key: &str) -> Result<FeatureFrame> {
+        let mut frame = FeatureFrame::from_batch(&decoded.batches, key)?;
+        let get = |k: &str| {
+            decoded
+                .metadata
+                .iter()
+                .find(|(mk, _)| mk == k)
+                .map(|(_, v)| v.as_str())
+        };
+        frame.apply_metadata(get, key)?;
+        Ok(frame)
+    }
+
+    /// Checks the spec hash in file/schema metadata (when present) and takes the row counts
+    /// from it. Returns whether counts were found.
+    fn apply_metadata<'a>(
+        &mut self,
+        get: impl Fn(&str) -> Option<&'a str>,
+        key: &str,
+    ) -> Result<bool> {
+        let sp = spec();
+        if let Some(h) = get(meta::SPEC_HASH)
+            && h != sp.hash
+        {
+            return Err(CoreError::BadFile {
+                key: key.to_string(),
+                reason: format!(
+                    "features were computed with feature spec {h}, this build uses {} \
+                     (re-run rps-transform)",
+                    sp.hash
+                ),
+            });
+        }
+        let num = |k: &str| get(k).and_then(|v| v.parse::<usize>().ok());
+        match (
+            num(meta::ROWS_IN),
+            num(meta::DROPPED_GAP),
+            num(meta::DROPPED_WARMUP),
+        ) {
+            (Some(a), Some(b), Some(c)) => {
+                (self.rows_in, self.dropped_gap, self.dropped_warmup) = (a, b, c);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+}
+
+/// Reads the stored features of one coin (`features/<COIN>.parquet`); `Ok(None)` if absent.
+/// Fails (exit 2) when the file was computed with another feature spec.
+pub async fn read_frame(store: &crate::Store, coin: &str) -> Result<Option<FeatureFrame>> {
+    let key = crate::storage::layout::features(coin);
+    let Some(decoded) = crate::parquet_io::read(store, &key).await? else {
+        return Ok(None);
+    };
+    let mut frame = FeatureFrame::from_decoded(&decoded, &format!("{}/{key}", store.location()))?;
+    if frame.is_empty() {
+        frame.coin = coin.to_string();
+    }
+    Ok(Some(frame))
+}
+
+/// Rows per Parquet row group of a feature file. The writer holds one row group in memory,
+/// so this bounds its buffers (~3 MB) whatever the number of rows.
+pub const ROW_GROUP_ROWS: usize = 8_192;
+
+/// Encodes a frame as a feature file: deterministic bytes for the same frame.
+///
+/// Writer settings differ from [`crate::parquet_io::encode`] on purpose (measured on the
+/// shared file): feature columns are float64 with nearly every value distinct, where
+/// dictionary encoding triples the encode time and ends up *larger*; zstd gains only 8 %
+/// over snappy on such data for twice the encode time, and min/max statistics on feature
+/// values serve no reader (they are kept on `ts`, which readers filter on). Rows are converted to Arrow and written one row
+/// group at a time, so peak memory is the frame plus the file, not three copies of it.
+pub fn encode_frame(frame: &FeatureFrame, key: &str) -> Result<bytes::Bytes> {
+    use parquet::arrow::ArrowWriter;
+    use parquet::basic::Compression;
+    use parquet::file::metadata::KeyValue;
+    use parquet::file::properties::{EnabledStatistics, WriterProperties};
+    use parquet::schema::types::ColumnPath;
+
+    let enc = |e: parquet::errors::ParquetError| CoreError::Encode {
+        key: key.to_string(),
+        reason: e.to_string(),
+    };
+    let kv = frame
+        .metadata()
+        .into_iter()
+        .map(|(k, v)| KeyValue::new(k, v))
+        .collect();
+    let props = WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .set_dictionary_enabled(false)
+        .set_statistics_enabled(EnabledStatistics::None)
+        .set_column_statistics_enabled(ColumnPath::from("ts"), EnabledStatistics::Page)
+        .set_column_dictionary_enabled(ColumnPath::from("coin"), true)
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        .set_created_by("rps".to_string())
+        .set_key_value_metadata(Some(kv))
+        .build();
+    // Room for the uncompressed size up front: the file is never copied into a doubled
+    // buffer, and capacity that is never written costs no resident memory.
+    let width = (frame.n_features() + 4) * 8;
+    let mut buf = Vec::with_capacity(frame.len() * width + (1 << 16));
+    let schema = frame.batch_of(0..0)?.schema();
+    let mut w = ArrowWriter::try_new(&mut buf, schema, Some(props)).map_err(enc)?;
+    let mut start = 0;
+    while start < frame.len() {
+        let end = (start + ROW_GROUP_ROWS).min(frame.len());
+        w.write(&frame.batch_of(start..end)?).map_err(enc)?;
+        start = end;
+    }
+    w.close().map_err(enc)?;
+    Ok(bytes::Bytes::from(buf))
+}
+
+/// Writes a frame to `features/<COIN>.parquet`, atomically.
+pub async fn write_frame(store: &crate::Store, frame: &FeatureFrame) -> Result<()> {
+    let key = crate::storage::layout::features(&frame.coin);
+    let bytes = encode_frame(frame, &key)?;
+    store.put(&key, bytes).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::Source;
+
+    fn bars(ts: impl IntoIterator<Item = i64>) -> Vec<Bar> {
+        ts.into_iter()
+            .enumerate()
+            .map(|(i, h)| {
+                let close = 100.0 + (i as f64 * 0.7).sin() * 5.0 + i as f64 * 0.01;
+                Bar {
+                    ts: h * HOUR_MS,
+                    coin: "BTC".into(),
+                    open: close,
+                    high: close * 1.01,
+                    low: close * 0.99,
+                    close,
+                    volume: Some(1000.0 + (i % 17) as f64 * 13.0),
+                    cap: None,
+                    points: 0,
+                    source: Source::Synthetic,
+                    ingested_at: 0,
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_spec_hash_is_stable_and_the_warmup_is_the_longest_window() {
+        let sp = spec();
+        assert_eq!(sp.hash.len(), 16);
+        assert_eq!(sp.warmup, 168);
+        assert_eq!(sp.names.len(), FEATURES.len());
+        assert_eq!(sp.index("lag_1"), Some(0));
+        assert_eq!(sp.window("logret_mean_168"), Some(169));
+        let mut uniq = sp.names.clone();
+        uniq.sort();
+        uniq.dedup();
+        assert_eq!(uniq.len(), sp.names.len(), "feature names are unique");
+    }
+
+    #[test]
+    fn a_window_crossing_a_gap_is_dropped_and_counted() {
+        let ts: Vec<i64> = (0..300).chain(303..600).collect();
+        let f = compute("BTC", &bars(ts));
+        assert_eq!(f.rows_in, 597);
+        assert_eq!(f.dropped_warmup, 168);
+        assert_eq!(f.dropped_gap, 168);
+        assert_eq!(f.len(), 597 - 336);
+        assert!(
+            f.ts.iter()
+                .all(|&t| !(300 * HOUR_MS..(303 + 168) * HOUR_MS).contains(&t))
+        );
+        let last_before = f.ts.iter().position(|&t| t == 299 * HOUR_MS).unwrap();
+        assert!(f.target_close_1h[last_before].is_nan());
+        assert!(f.target_close_1h[last_before - 1].is_finite());
+        assert!(f.target_logret_1h.last().unwrap().is_nan());
+    }
+
+    #[test]
+    fn rolling_statistics_match_a_direct_two_pass_computation() {
+        let xs: Vec<f64> = (0..1000)
+            .map(|i| 40_000.0 + (i as f64 * 0.37).sin() * 300.0)
+            .collect();
+        let w = 24;
+        let mut roll = Roll::new(w);
+        for i in w - 1..xs.len() {
+            let s = roll.next(&xs, i);
+            let win = &xs[i + 1 - w..=i];
+            let m = win.iter().sum::<f64>() / w as f64;
+            let v = win.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / (w - 1) as f64;
+            assert!((s.mean() - m).abs() <= 1e-12 * m.abs());
+            assert!((s.std() - v.sqrt()).abs() <= 1e-9 * v.sqrt());
+        }
+    }
+
+    #[test]
+    fn a_frame_survives_an_arrow_round_trip() {
+        let f = compute("BTC", &bars(0..400));
+        let batch = f.to_batch().unwrap();
+        let back = FeatureFrame::from_batch(&[batch], "features/BTC.parquet").unwrap();
+        assert_eq!(back.ts, f.ts);
+        assert_eq!(back.values, f.values);
+        assert_eq!(back.rows_in, 400);
+        assert_eq!(back.dropped_warmup, 168);
+        assert!(back.target_close_1h.last().unwrap().is_nan());
+    }
+
+    #[test]
+    fn a_feature_file_keeps_values_counts_and_the_spec_through_parquet() {
+        let f = compute("BTC", &bars((0..300).chain(310..500)));
+        let bytes = encode_frame(&f, "features/BTC.parquet").unwrap();
+        let decoded = crate::parquet_io::decode(bytes, "features/BTC.parquet").unwrap();
+        let back = FeatureFrame::from_decoded(&decoded, "features/BTC.parquet").unwrap();
+        assert_eq!(back.values, f.values);
+        assert_eq!(back.ts, f.ts);
+        assert_eq!(
+            (back.rows_in, back.dropped_gap, back.dropped_warmup),
+            (490, 168, 168)
+        );
+    }
+
+    #[test]
+    fn features_of_another_spec_are_refused() {
+        let f = compute("BTC", &bars(0..200));
+        let batch = f.to_batch().unwrap();
+        let mut md: std::collections::BTreeMap<String, String> = f.metadata().into_iter().collect();
+        md.insert(meta::SPEC_HASH.into(), "0123456789abcdef".into());
+        let schema = Arc::new(Schema::new(batch.schema().fields().clone()).with_metadata(md));
+        let other = RecordBatch::try_new(schema, batch.columns().to_vec()).unwrap();
+        let err = FeatureFrame::from_batch(&[other], "features/BTC.parquet").unwrap_err();
+        assert!(
+            err.to_string().contains("feature spec 0123456789abcdef"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn too_few_bars_give_an_empty_frame_counted_as_warmup() {
+        let f = compute("BTC", &bars(0..100));
+        assert!(f.is_empty());
+        assert_eq!(f.dropped_warmup, 100);
+    }
+}

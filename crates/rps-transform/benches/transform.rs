@@ -1,0 +1,27 @@
+//! Criterion bench: feature computation and feature-file encoding on the shared real file
+//! (33,259 hourly bars). `cargo bench -p rps-transform`; bench/transform.sh measures whole runs.
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use rps_core::features;
+
+#[path = "../tests/csv_bars.rs"]
+mod csv_bars;
+
+fn bench(c: &mut Criterion) {
+    let bars = csv_bars::read_csv(&rps_core::testenv::shared_csv(), "BTC");
+    let mut g = c.benchmark_group("transform_33k");
+    g.throughput(Throughput::Elements(bars.len() as u64));
+    g.bench_function("compute", |b| {
+        b.iter(|| features::compute("BTC", std::hint::black_box(&bars)))
+    });
+    g.bench_function("compute_and_encode", |b| {
+        b.iter(|| {
+            let f = features::compute("BTC", std::hint::black_box(&bars));
+            features::encode_frame(&f, "features/BTC.parquet").ok()
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

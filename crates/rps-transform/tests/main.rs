@@ -1,0 +1,11 @@
+//! Integration tests of rps-transform: real files, the real binary, a real local store.
+
+// Test helpers outside #[test] functions panic on broken fixtures by design.
+#![allow(clippy::unwrap_used)]
+
+mod cli;
+mod csv_bars;
+mod gaps;
+mod golden;
+mod profile_html;
+mod support;
