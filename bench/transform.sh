@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Benchmarks rps-transform against pandas computing the same features (bench/pandas_features.py)
+# on the shared real file (33,259 hourly bars) and on that file replicated as 100 coins
+# (3,325,900 bars). Prints wall time, CPU time, rows/s and peak RSS of each, and the ratios.
+# Both sides read raw/<COIN>.parquet and write one feature file per coin.
+#
+#   bench/transform.sh [WORKDIR]        # WORKDIR defaults to a temp dir, removed afterwards
+#
+# Env: RPS_BENCH_RUNS (default 3; the fastest run is reported), RPS_BENCH_CSV (input file),
+# RPS_TRANSFORM_JOBS (rps-transform --jobs, default one per CPU).
+# pandas/pyarrow live in .venv/bench (created here, pinned, on first use).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+CSV=${RPS_BENCH_CSV:-$ROOT/../shared/data/btc-usd-hourly-bitstamp-2018-2022.csv}
+RUNS=${RPS_BENCH_RUNS:-3}
+VENV=$ROOT/.venv/bench
+PANDAS_VERSION=3.1.1
+PYARROW_VERSION=25.0.1
+NUMPY_VERSION=2.4.6
+
+[ -f "$CSV" ] || { echo "error: input $CSV not found (set RPS_BENCH_CSV)" >&2; exit 2; }
+command -v /usr/bin/time >/dev/null || { echo "error: /usr/bin/time (GNU time) is needed" >&2; exit 2; }
+
+if ! "$VENV/bin/python" -c "import pandas, pyarrow" 2>/dev/null; then
+  echo "# creating $VENV (pandas $PANDAS_VERSION, pyarrow $PYARROW_VERSION)" >&2
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q "pandas==$PANDAS_VERSION" "pyarrow==$PYARROW_VERSION" "numpy==$NUMPY_VERSION"
+fi
+
+echo "# building (release)" >&2
+cargo build -q --release -p rps-transform --bin rps-transform --example gen_store
+BIN=$ROOT/target/release/rps-transform
+GEN=$ROOT/target/release/examples/gen_store
+
+if [ $# -ge 1 ]; then WORK=$1; mkdir -p "$WORK"; else WORK=$(mktemp -d); trap 'rm -rf "$WORK"' EXIT; fi
+echo "# generating input stores in $WORK" >&2
+"$GEN" --csv "$CSV" --coins 1 --store "$WORK/s1" >&2
+"$GEN" --csv "$CSV" --coins 100 --store "$WORK/s100" >&2
+
+# measure LABEL ROWS CMD...: runs CMD $RUNS times, keeps the fastest run.
+# Prints "wall_s cpu_s rss_kb" of that run.
+measure() {
+  local best="" line
+  for _ in $(seq "$RUNS"); do
+    /usr/bin/time -f "%e %U %S %M" -o "$WORK/time.txt" "$@" >/dev/null 2>"$WORK/stderr.txt" \
+      || { cat "$WORK/stderr.txt" >&2; exit 1; }
+    line=$(awk '{printf "%.2f %.2f %d", $1, $2 + $3, $4}' "$WORK/time.txt")
+    if [ -z "$best" ] || awk -v a="${line%% *}" -v b="${best%% *}" 'BEGIN{exit !(a < b)}'; then
+      best=$line
+    fi
+  done
+  echo "$best"
+}
+
+printf '%-22s %-7s %9s %9s %12s %10s\n' case tool wall_s cpu_s rows/s peak_MB
+for n in 1 100; do
+  store=$WORK/s$n
+  rows=$((33259 * n))
+  label="$((rows / 1000))k rows ($n coin$([ "$n" = 1 ] || echo s))"
+  rust=$(measure "$BIN" --store "$store" --log-format json)
+  pandas=$(measure "$VENV/bin/python" "$ROOT/bench/pandas_features.py" --store "$store" --out "$WORK/pandas$n")
+  for tool in rust pandas; do
+    read -r wall cpu rss <<<"${!tool}"
+    awk -v l="$label" -v t="$tool" -v w="$wall" -v c="$cpu" -v r="$rows" -v m="$rss" \
+      'BEGIN{printf "%-22s %-7s %9.2f %9.2f %12.0f %10.1f\n", l, t, w, c, r / (w > 0 ? w : 0.01), m / 1024}'
+  done
+  read -r rw rc rm <<<"$rust"
+  read -r pw pc pm <<<"$pandas"
+  awk -v l="$label" -v rw="$rw" -v rc="$rc" -v rm="$rm" -v pw="$pw" -v pc="$pc" -v pm="$pm" \
+    'BEGIN{printf "%-22s ratio   pandas/rust: wall %.1fx, cpu %.1fx; rust peak RSS = %.0f%% of pandas\n",
+      l, pw / (rw > 0 ? rw : 0.01), pc / (rc > 0 ? rc : 0.01), 100 * rm / pm}'
+done
+"$VENV/bin/python" "$ROOT/bench/pandas_features.py" --compare \
+  "$WORK/s1/features/BTC.parquet" "$WORK/pandas1/BTC.parquet"
+echo "# $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg); rps-transform --jobs ${RPS_TRANSFORM_JOBS:-auto}"

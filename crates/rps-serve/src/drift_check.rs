@@ -1,0 +1,227 @@
+//! `rps-serve drift`: the DAG's data-drift check. Computes the same PSI as the server's gauges
+//! for the last `--window-hours` of stored features of each coin against the champion's
+//! reference histograms, writes a JSON report, and tells Airflow to branch to retraining with
+//! exit code 3 when any feature's PSI exceeds the threshold.
+//!
+//! The window ends at `--end` (Airflow's data interval end) or, without it, at the newest
+//! feature row: the check never reads the clock, so a re-run gives the same report.
+
+use std::path::{Path, PathBuf};
+
+use rps_core::ExitCode;
+use rps_core::Store;
+use rps_core::features;
+use rps_core::storage::layout;
+use rps_core::time::{HOUR_MS, fmt_ms};
+use serde::Serialize;
+
+use crate::drift::{PsiSummary, psi_summary};
+use crate::error::{Result, ServeError};
+use crate::model::LoadedModel;
+use crate::startup::ModelSpec;
+
+/// Rows needed in the window for a PSI worth reporting.
+pub const MIN_ROWS: usize = 24;
+
+/// What the drift check needs.
+#[derive(Debug, Clone)]
+pub struct DriftConfig {
+    /// Store location.
+    pub store: String,
+    /// Coins to check.
+    pub coins: Vec<String>,
+    /// The model whose reference is compared against.
+    pub model: ModelSpec,
+    /// Where registry downloads go.
+    pub cache_dir: PathBuf,
+    /// Hours of features in the window.
+    pub window_hours: u32,
+    /// PSI above which a feature has drifted.
+    pub threshold: f64,
+    /// Report file (JSON).
+    pub report: PathBuf,
+    /// End of the window (ms, inclusive of the hour before); `None` = newest row.
+    pub end: Option<i64>,
+}
+
+/// One coin's result.
+#[derive(Debug, Clone, Serialize)]
+pub struct CoinDrift {
+    /// Coin code.
+    pub coin: String,
+    /// First hour in the window (RFC 3339).
+    pub window_start: String,
+    /// Last hour in the window (RFC 3339).
+    pub window_end: String,
+    /// PSI per feature and verdict.
+    #[serde(flatten)]
+    pub summary: PsiSummary,
+}
+
+/// The JSON report.
+#[derive(Debug, Clone, Serialize)]
+pub struct DriftReport {
+    /// Model name.
+    pub model_name: String,
+    /// Model version.
+    pub model_version: String,
+    /// Where the model came from.
+    pub model_source: String,
+    /// Feature spec hash shared by model and features.
+    pub feature_spec_hash: String,
+    /// Window length, hours.
+    pub window_hours: u32,
+    /// PSI threshold.
+    pub threshold: f64,
+    /// Largest PSI over coins and features.
+    pub max_psi: f64,
+    /// Coin and feature of the largest PSI (`BTC/logret_std_24`).
+    pub max_at: Option<String>,
+    /// Whether any coin drifted (exit code 3).
+    pub drift: bool,
+    /// Per coin.
+    pub coins: Vec<CoinDrift>,
+}
+
+/// Runs the check; `Ok(Quality)` when drift is detected, `Ok(Ok)` otherwise.
+pub async fn run_drift(cfg: &DriftConfig) -> Result<ExitCode> {
+    if cfg.window_hours == 0 {
+        return Err(ServeError::Usage {
+            flag: "window-hours",
+            reason: "must be at least 1".into(),
+        });
+    }
+    if !(cfg.threshold.is_finite() && cfg.threshold > 0.0) {
+        return Err(ServeError::Usage {
+            flag: "threshold",
+            reason: "must be a positive number".into(),
+        });
+    }
+    let source = cfg.model.source(&cfg.cache_dir)?;
+    let model = source.fetch(&source.probe().await?).await?;
+    let store = Store::open(&cfg.store)?;
+    let mut coins = Vec::new();
+    for coin in &cfg.coins {
+        coins.push(check_coin(&store, coin, &model, cfg).await?);
+    }
+    let mut report = DriftReport {
+        model_name: model.meta().name.clone(),
+        model_version: model.version.clone(),
+        model_source: model.source.clone(),
+        feature_spec_hash: features::spec().hash.clone(),
+        window_hours: cfg.window_hours,
+        threshold: cfg.threshold,
+        max_psi: 0.0,
+        max_at: None,
+        drift: false,
+        coins,
+    };
+    for c in &report.coins {
+        if report.max_at.is_none() || c.summary.max_psi > report.max_psi {
+            report.max_psi = c.summary.max_psi;
+            report.max_at = c
+                .summary
+                .max_feature
+                .as_ref()
+                .map(|f| format!("{}/{f}", c.coin));
+        }
+        report.drift |= c.summary.drift;
+    }
+    write_report(&cfg.report, &report)?;
+    println!(
+        "drift check: max PSI {:.4}{} vs threshold {} over {} h -> {} (report {})",
+        report.max_psi,
+        report
+            .max_at
+            .as_deref()
+            .map(|a| format!(" at {a}"))
+            .unwrap_or_default(),
+        cfg.threshold,
+        cfg.window_hours,
+        if report.drift {
+            "DRIFT, retrain"
+        } else {
+            "no drift"
+        },
+        cfg.report.display()
+    );
+    Ok(if report.drift {
+        ExitCode::Quality
+    } else {
+        ExitCode::Ok
+    })
+}
+
+async fn check_coin(
+    store: &Store,
+    coin: &str,
+    model: &LoadedModel,
+    cfg: &DriftConfig,
+) -> Result<CoinDrift> {
+    let key = layout::features(coin);
+    let at = format!("{}/{key}", store.location());
+    // read_frame refuses a file computed with another feature spec than this build's, which
+    // is also the model's (checked when it loaded).
+    let Some(frame) = features::read_frame(store, coin).await? else {
+        return Err(ServeError::Features {
+            key: at,
+            reason: "no features file (run rps-transform first)".into(),
+        });
+    };
+    let Some(newest) = frame.ts.iter().copied().max() else {
+        return Err(ServeError::Features {
+            key: at,
+            reason: "no rows".into(),
+        });
+    };
+    // The window holds the hours (end - window, end]; `--end` is an exclusive bound like
+    // Airflow's data interval end, so the hour starting at `end` is not in it.
+    let end = cfg.end.map_or(newest, |e| e - HOUR_MS);
+    let start = end - (i64::from(cfg.window_hours) - 1) * HOUR_MS;
+    let rows: Vec<usize> = (0..frame.len())
+        .filter(|&i| frame.ts[i] >= start && frame.ts[i] <= end)
+        .collect();
+    if rows.len() < MIN_ROWS {
+        return Err(ServeError::Features {
+            key: at,
+            reason: format!(
+                "{} feature rows between {} and {}; the drift check needs at least {MIN_ROWS}",
+                rows.len(),
+                fmt_ms(start),
+                fmt_ms(end)
+            ),
+        });
+    }
+    let span = cfg.window_hours as usize;
+    let summary = psi_summary(
+        &model.meta().reference,
+        rows.len(),
+        span,
+        cfg.threshold,
+        |name| {
+            let j = features::spec().index(name)?;
+            Some(rows.iter().map(|&i| frame.row(i)[j]).collect())
+        },
+    );
+    Ok(CoinDrift {
+        coin: coin.to_string(),
+        window_start: fmt_ms(start),
+        window_end: fmt_ms(end),
+        summary,
+    })
+}
+
+/// Writes the report atomically (temp file, then rename), creating the directory.
+fn write_report(path: &Path, report: &DriftReport) -> Result<()> {
+    let io = |source| ServeError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
+    let text = serde_json::to_string_pretty(report).map_err(|e| io(std::io::Error::other(e)))?;
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&tmp, text + "\n").map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)
+}

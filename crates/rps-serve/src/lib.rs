@@ -1,0 +1,77 @@
+//! rps-serve: the prediction server (axum) — next-hour forecasts with conformal intervals from
+//! the champion model, Prometheus metrics, data drift (PSI) and concept drift (Page-Hinkley),
+//! hot model reload — and the `drift` command the DAG uses to decide on retraining.
+//!
+//! ```text
+//! $ rps-serve serve --store ./data --registry ./registry --model-name rps-forecaster
+//! rps-serve: serving rps-forecaster version 1 (models:/rps-forecaster@champion)
+//!   page:     http://127.0.0.1:8000/
+//!   forecast: curl -s -X POST http://127.0.0.1:8000/predict -H 'content-type: application/json' -d '{"coin":"BTC"}'
+//! ```
+//!
+//! Layout: [`startup`] builds and runs the app, [`routes`] has one file per resource,
+//! [`api`] the JSON shapes, [`validate`] the input rules, [`state`] the forecasting flow and
+//! hot reload, [`model`] model sources, [`monitor`] + [`drift`] the detectors, [`metrics`]
+//! every metric name, [`drift_check`] the DAG command.
+
+pub mod api;
+pub mod drift;
+pub mod drift_check;
+pub mod error;
+pub mod metrics;
+pub mod model;
+pub mod monitor;
+pub mod routes;
+pub mod startup;
+pub mod state;
+pub mod validate;
+
+use rps_core::ExitCode;
+
+pub use drift_check::{DriftConfig, run_drift};
+pub use error::{ApiError, Result, ServeError, classify};
+pub use startup::{Application, ModelSpec, ServeConfig};
+pub use state::{AppState, ReloadOutcome, Settings};
+
+/// Runs the server until Ctrl-C/SIGTERM, printing where to find it once it listens.
+pub async fn serve(config: ServeConfig) -> Result<ExitCode> {
+    let app = Application::build(config).await?;
+    println!("{}", banner(&app));
+    app.run_until_stopped().await?;
+    Ok(ExitCode::Ok)
+}
+
+/// The start-up message: the page's URL and a working curl example.
+pub fn banner(app: &Application) -> String {
+    let addr = app.addr();
+    let host = if addr.ip().is_unspecified() {
+        "127.0.0.1".to_string()
+    } else {
+        addr.ip().to_string()
+    };
+    let host = if addr.is_ipv6() && !addr.ip().is_unspecified() {
+        format!("[{host}]")
+    } else {
+        host
+    };
+    let base = format!("http://{host}:{}", addr.port());
+    let state = app.state();
+    let model = state.model();
+    let coin = model
+        .meta()
+        .data
+        .coins
+        .first()
+        .cloned()
+        .unwrap_or_else(|| "BTC".into());
+    format!(
+        "rps-serve: serving {} version {} ({}), store {}\n  \
+         page:     {base}/\n  \
+         forecast: curl -s -X POST {base}/predict -H 'content-type: application/json' -d '{{\"coin\":\"{coin}\"}}'\n  \
+         metrics:  {base}/metrics   api: {base}/openapi.json   stop: Ctrl-C",
+        model.meta().name,
+        model.version,
+        model.source,
+        state.store().location(),
+    )
+}

@@ -1,0 +1,301 @@
+//! Building the application: load the first model, bind the listener (port 0 in tests; the
+//! real port is read back), assemble the router with its layers (request metrics, JSON
+//! errors, timeout, body limit), and run it with the background hot-reload and store pollers.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use rps_core::Store;
+use rps_mlflow::Registry;
+use tokio::net::TcpListener;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::timeout::TimeoutLayer;
+
+use crate::error::{ApiError, Result, ServeError};
+use crate::model::ModelSource;
+use crate::routes;
+use crate::state::{AppState, Settings};
+
+/// Which model to serve.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModelSpec {
+    /// A package directory.
+    Dir(PathBuf),
+    /// A registry alias: `registry` is the local registry directory, used unless
+    /// `MLFLOW_TRACKING_URI` is set (then MLflow is the registry).
+    Registry {
+        /// Local registry directory.
+        registry: PathBuf,
+        /// Registered model name.
+        name: String,
+        /// Alias to serve and follow.
+        alias: String,
+    },
+}
+
+impl ModelSpec {
+    /// Opens the source (the registry client for an alias).
+    pub fn source(&self, cache_dir: &Path) -> Result<ModelSource> {
+        Ok(match self {
+            ModelSpec::Dir(d) => ModelSource::Dir(d.clone()),
+            ModelSpec::Registry {
+                registry,
+                name,
+                alias,
+            } => {
+                let reg = Registry::from_env(registry).map_err(|e| ServeError::Registry {
+                    registry: registry.display().to_string(),
+                    reason: e.to_string(),
+                    code: if e.exit_code() == 4 {
+                        rps_core::ExitCode::External
+                    } else {
+                        rps_core::ExitCode::BadInput
+                    },
+                })?;
+                ModelSource::Registry {
+                    registry: Box::new(reg),
+                    name: name.clone(),
+                    alias: alias.clone(),
+                    cache_dir: cache_dir.to_path_buf(),
+                }
+            }
+        })
+    }
+}
+
+/// Everything `rps-serve serve` needs.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// Listen address (`127.0.0.1:8000`; port 0 picks a free port).
+    pub addr: String,
+    /// Store location (local directory or `s3://`).
+    pub store: String,
+    /// The model to serve.
+    pub model: ModelSpec,
+    /// Where registry downloads are kept.
+    pub cache_dir: PathBuf,
+    /// Runtime knobs.
+    pub settings: Settings,
+}
+
+/// A bound, ready-to-run server.
+#[derive(Debug)]
+pub struct Application {
+    listener: TcpListener,
+    addr: SocketAddr,
+    state: AppState,
+}
+
+impl Application {
+    /// Loads the model (failing fast if there is none), opens the store and binds.
+    pub async fn build(config: ServeConfig) -> Result<Application> {
+        let source = config.model.source(&config.cache_dir)?;
+        let candidate = source.probe().await?;
+        let model = source.fetch(&candidate).await?;
+        let store = Store::open(&config.store)?;
+        let state = AppState::new(config.settings, model, source, store);
+        let listener =
+            TcpListener::bind(&config.addr)
+                .await
+                .map_err(|source| ServeError::Bind {
+                    addr: config.addr.clone(),
+                    source,
+                })?;
+        let addr = listener.local_addr().map_err(|source| ServeError::Bind {
+            addr: config.addr.clone(),
+            source,
+        })?;
+        Ok(Application {
+            listener,
+            addr,
+            state,
+        })
+    }
+
+    /// The bound port.
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The shared state (tests drive reloads and inspect the monitor through it).
+    pub fn state(&self) -> AppState {
+        self.state.clone()
+    }
+
+    /// Serves until Ctrl-C or SIGTERM.
+    pub async fn run_until_stopped(self) -> Result<()> {
+        self.run_until(shutdown_signal()).await
+    }
+
+    /// Serves until `stop` completes, with the hot-reload and store pollers running.
+    pub async fn run_until(self, stop: impl Future<Output = ()> + Send + 'static) -> Result<()> {
+        let state = self.state.clone();
+        let reloader = tokio::spawn(poll_model(state.clone()));
+        let poller = tokio::spawn(poll_store(state.clone()));
+        let result = axum::serve(self.listener, router(state))
+            .with_graceful_shutdown(stop)
+            .await
+            .map_err(ServeError::Server);
+        reloader.abort();
+        poller.abort();
+        result
+    }
+}
+
+async fn poll_model(state: AppState) {
+    let mut tick = tokio::time::interval(state.settings().model_poll_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await; // the first tick is immediate; the model was just loaded
+    loop {
+        tick.tick().await;
+        if let crate::state::ReloadOutcome::Swapped { .. } = state.reload_once().await {
+            state.refresh_store().await;
+        }
+    }
+}
+
+async fn poll_store(state: AppState) {
+    let mut tick = tokio::time::interval(state.settings().store_poll_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        state.refresh_store().await;
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::warn!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutting down");
+}
+
+/// The router with every route and layer.
+pub fn router(state: AppState) -> Router {
+    let limit = state.settings().max_body_bytes;
+    let timeout = state.settings().request_timeout;
+    Router::new()
+        .route("/", get(routes::page::index))
+        .route("/health", get(routes::health::health))
+        .route("/ready", get(routes::health::ready))
+        .route("/model", get(routes::model::model))
+        .route("/predict", post(routes::predict::predict))
+        .route("/predict/batch", post(routes::predict::predict_batch))
+        .route("/feedback", post(routes::feedback::feedback))
+        .route("/drift", get(routes::drift::drift))
+        .route("/metrics", get(routes::metrics::metrics))
+        .route("/openapi.json", get(routes::openapi::openapi_json))
+        .fallback(not_found)
+        // Innermost first: body limit, timeout, JSON errors, then request counting outermost
+        // so it sees the final status of every response (413s and 408s included).
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(RequestBodyLimitLayer::new(limit))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            timeout,
+        ))
+        .layer(middleware::map_response(json_errors))
+        .layer(middleware::from_fn_with_state(state.clone(), track))
+        .with_state(state)
+}
+
+async fn not_found(req: Request) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!(
+            "no route {} {} (see /openapi.json)",
+            req.method(),
+            req.uri().path()
+        ),
+    )
+}
+
+/// Counts every response by matched route template (bounded) and status.
+async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let resp = next.run(req).await;
+    state
+        .metrics()
+        .observe_request(&route, resp.status().as_u16());
+    resp
+}
+
+/// Gives error responses produced outside the handlers (405, 408, 413 from layers) the same
+/// JSON body as handler errors.
+async fn json_errors(resp: Response) -> Response {
+    let status = resp.status();
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return resp;
+    }
+    let (parts, body) = resp.into_parts();
+    let text = axum::body::to_bytes(body, 4096)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .unwrap_or_default();
+    let code = match status {
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::REQUEST_TIMEOUT => "timeout",
+        StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        s if s.is_server_error() => "internal",
+        _ => "bad_request",
+    };
+    let detail = if text.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_string()
+    } else {
+        text
+    };
+    let mut out = ApiError::new(status, code, detail).into_response();
+    for (k, v) in parts.headers.iter() {
+        if k != header::CONTENT_TYPE && k != header::CONTENT_LENGTH {
+            out.headers_mut().insert(k.clone(), v.clone());
+        }
+    }
+    out.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    out
+}
+
+/// Default directory for downloaded model packages.
+pub fn default_cache_dir() -> PathBuf {
+    std::env::temp_dir().join("rps-serve-models")
+}

@@ -1,0 +1,369 @@
+//! Test fixtures: the shared real bars, a model package trained on them (once per test
+//! binary), and `spawn_app()` — the real server on port 0 with an HTTP client.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use rps_core::time::HOUR_MS;
+use rps_core::{Bar, Source};
+use rps_serve::{AppState, Application, ModelSpec, ServeConfig, Settings};
+use serde_json::{Value, json};
+use tempfile::TempDir;
+
+pub const COIN: &str = "BTC";
+pub const MODEL_NAME: &str = "rps-test-forecaster";
+
+/// The shared real bars (BTC/USD hourly, Bitstamp), ascending.
+pub fn bars() -> &'static [Bar] {
+    static BARS: OnceLock<Vec<Bar>> = OnceLock::new();
+    BARS.get_or_init(|| {
+        let path = rps_core::testenv::shared_csv();
+        let text = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+        let mut out: Vec<Bar> = text
+            .lines()
+            .skip(1)
+            .map(|line| {
+                let f: Vec<&str> = line.split(',').collect();
+                let num = |i: usize| f[i].parse::<f64>().unwrap();
+                Bar {
+                    ts: f[0].parse::<i64>().unwrap() * 1000,
+                    coin: COIN.into(),
+                    open: num(3),
+                    high: num(4),
+                    low: num(5),
+                    close: num(6),
+                    volume: Some(num(8)),
+                    cap: None,
+                    points: 0,
+                    source: Source::Csv,
+                    ingested_at: 0,
+                }
+            })
+            .collect();
+        out.sort_by_key(|b| b.ts);
+        out
+    })
+}
+
+/// Index of the first bar at or after `ts`.
+pub fn index_at(ts: i64) -> usize {
+    bars().partition_point(|b| b.ts < ts)
+}
+
+/// 2019-01-01T00:00:00Z, the start of the fixture model's feature data.
+pub const TRAIN_START: i64 = 1_546_300_800_000;
+/// 2019-07-01T00:00:00Z, its end (exclusive).
+pub const TRAIN_END: i64 = 1_561_939_200_000;
+
+/// The fixture: a package trained by rps-train, and the first and last hour of the feature
+/// rows its reference histograms were fitted on.
+struct Fixture {
+    package: PathBuf,
+    reference: (i64, i64),
+}
+
+fn fixture() -> &'static Fixture {
+    static FIXTURE: OnceLock<Fixture> = OnceLock::new();
+    // Trained on its own thread and runtime: callers may be inside a tokio runtime.
+    FIXTURE.get_or_init(|| {
+        std::thread::spawn(train_fixture)
+            .join()
+            .expect("fixture training")
+    })
+}
+
+/// A model package trained on the shared data (once per test binary; later tests copy it).
+pub fn package() -> &'static Path {
+    &fixture().package
+}
+
+/// The bars whose feature rows the fixture's reference histograms were fitted on (the
+/// training split, plus the feature warm-up before it).
+pub fn reference_bars() -> &'static [Bar] {
+    let (first, last) = fixture().reference;
+    &bars()[index_at(first) - rps_core::features::spec().warmup..=index_at(last)]
+}
+
+/// Trains the fixture with rps-train's library on the first half of 2019, tiny configuration.
+fn train_fixture() -> Fixture {
+    use rps_core::features::{compute, spec, write_frame};
+    let dir = tempfile::Builder::new()
+        .prefix("rps-serve-fixture-")
+        .tempdir()
+        .unwrap()
+        .keep();
+    let store_dir = dir.join("store");
+    let (a, b) = (index_at(TRAIN_START) - spec().warmup, index_at(TRAIN_END));
+    let frame = compute(COIN, &bars()[a..b]);
+    let lookback = 24;
+    let cfg = rps_train::Config {
+        store: store_dir.to_str().unwrap().into(),
+        coins: vec![COIN.into()],
+        registry: dir.join("registry"),
+        model_name: MODEL_NAME.into(),
+        experiment: "rps-serve-tests".into(),
+        run_name: Some("fixture".into()),
+        epochs: 2,
+        hidden: 8,
+        lookback,
+        batch_size: 64,
+        lr: 3e-3,
+        weight_decay: 1e-2,
+        patience: 5,
+        seed: 7,
+        max_train_rows: None,
+        split: rps_train::data::SplitFractions {
+            train: 0.7,
+            val: 0.1,
+            calib: 0.1,
+        },
+        levels: vec![0.8, 0.95],
+        metrics: None,
+        package_out: Some(dir.join("model")),
+        report_dir: dir.join("reports"),
+        profile: None,
+        force_promote: true,
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let summary = rt.block_on(async {
+        let store = rps_core::Store::open(&cfg.store).unwrap();
+        write_frame(&store, &frame).await.unwrap();
+        rps_train::run(&cfg)
+            .await
+            .expect("rps-train trains the fixture")
+    });
+    let split = &summary.evaluation.splits["1_train"];
+    let ms = |s: &str| rps_core::time::parse_utc(s).unwrap().timestamp_millis();
+    let first = ms(&split.start) - (lookback as i64 - 1) * HOUR_MS;
+    Fixture {
+        package: dir.join("model"),
+        reference: (first, ms(&split.end)),
+    }
+}
+
+/// Copies the fixture package to `dst` (a directory to create).
+pub fn copy_package(dst: &Path) -> PathBuf {
+    std::fs::create_dir_all(dst).unwrap();
+    for e in std::fs::read_dir(package()).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), dst.join(e.file_name())).unwrap();
+    }
+    dst.to_path_buf()
+}
+
+/// Edits a package's metadata.json.
+pub fn edit_metadata(dir: &Path, f: impl FnOnce(&mut Value)) {
+    let p = dir.join("metadata.json");
+    let mut v: Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+    f(&mut v);
+    std::fs::write(&p, serde_json::to_string_pretty(&v).unwrap()).unwrap();
+}
+
+/// Bars as the API's JSON (RFC 3339 times for even rows, milliseconds for odd ones: both
+/// forms are accepted).
+pub fn bars_json(bars: &[Bar]) -> Value {
+    Value::Array(
+        bars.iter()
+            .enumerate()
+            .map(|(i, b)| {
+                let ts = if i % 2 == 0 {
+                    json!(rps_core::time::fmt_ms(b.ts))
+                } else {
+                    json!(b.ts)
+                };
+                json!({"ts": ts, "open": b.open, "high": b.high, "low": b.low,
+                       "close": b.close, "volume": b.volume})
+            })
+            .collect(),
+    )
+}
+
+/// The `min_bars` bars ending at (and including) hour `newest`.
+pub fn window_ending(newest: i64, len: usize) -> &'static [Bar] {
+    let end = index_at(newest) + 1;
+    &bars()[end - len..end]
+}
+
+/// A store directory holding raw bars of BTC.
+pub async fn store_with(bars: &[Bar]) -> TempDir {
+    let dir = TempDir::new().unwrap();
+    let store = rps_core::Store::open(dir.path().to_str().unwrap()).unwrap();
+    rps_core::parquet_io::write_bars(&store, COIN, bars)
+        .await
+        .unwrap();
+    dir
+}
+
+/// Options for [`spawn_app_with`].
+pub struct Opts {
+    pub model: Option<ModelSpec>,
+    pub store: Option<PathBuf>,
+    pub settings: Settings,
+}
+
+impl Default for Opts {
+    fn default() -> Self {
+        Opts {
+            model: None,
+            store: None,
+            settings: Settings {
+                model_poll_interval: Duration::from_millis(100),
+                store_poll_interval: Duration::from_millis(200),
+                ..Settings::default()
+            },
+        }
+    }
+}
+
+/// A running server.
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub state: AppState,
+    /// The package directory served (a private copy, in `--model-dir` mode).
+    pub model_dir: Option<PathBuf>,
+    _stop: tokio::sync::oneshot::Sender<()>,
+    _dirs: Vec<TempDir>,
+}
+
+/// The server on port 0 with a private copy of the fixture package and an empty store.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(Opts::default()).await
+}
+
+pub async fn spawn_app_with(opts: Opts) -> TestApp {
+    let mut dirs = Vec::new();
+    let (model, model_dir) = match opts.model {
+        Some(m) => (m, None),
+        None => {
+            let d = TempDir::new().unwrap();
+            let pkg = copy_package(&d.path().join("model"));
+            dirs.push(d);
+            (ModelSpec::Dir(pkg.clone()), Some(pkg))
+        }
+    };
+    let store_dir = match opts.store {
+        Some(s) => s,
+        None => {
+            let d = TempDir::new().unwrap();
+            let p = d.path().to_path_buf();
+            dirs.push(d);
+            p
+        }
+    };
+    let cache = TempDir::new().unwrap();
+    let config = ServeConfig {
+        addr: "127.0.0.1:0".into(),
+        store: store_dir.to_str().unwrap().into(),
+        model,
+        cache_dir: cache.path().to_path_buf(),
+        settings: opts.settings,
+    };
+    dirs.push(cache);
+    let app = Application::build(config).await.expect("the app builds");
+    let base = format!("http://{}", app.addr());
+    let state = app.state();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(app.run_until(async {
+        let _ = rx.await;
+    }));
+    TestApp {
+        base,
+        client: reqwest::Client::new(),
+        state,
+        model_dir,
+        _stop: tx,
+        _dirs: dirs,
+    }
+}
+
+impl TestApp {
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> reqwest::Response {
+        self.client
+            .post(format!("{}{path}", self.base))
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        body: impl Into<reqwest::Body>,
+        ctype: &str,
+    ) -> reqwest::Response {
+        self.client
+            .post(format!("{}{path}", self.base))
+            .header("content-type", ctype)
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// `min_bars` of the served model.
+    pub fn min_bars(&self) -> usize {
+        self.state.model().forecaster.min_bars()
+    }
+
+    /// POSTs /predict with the window ending at hour `newest`; returns (status, body).
+    pub async fn predict_at(&self, newest: i64) -> (u16, Value) {
+        let w = window_ending(newest, self.min_bars());
+        let r = self
+            .post("/predict", &json!({"coin": COIN, "bars": bars_json(w)}))
+            .await;
+        (r.status().as_u16(), r.json().await.unwrap())
+    }
+
+    /// GET /metrics as text.
+    pub async fn metrics(&self) -> String {
+        self.get("/metrics").await.text().await.unwrap()
+    }
+}
+
+/// The value of one sample line of the exposition, e.g. `rps_data_drift`.
+pub fn sample(metrics: &str, series: &str) -> Option<f64> {
+    metrics.lines().find_map(|l| {
+        let rest = l.strip_prefix(series)?;
+        rest.strip_prefix(' ')?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
+    })
+}
+
+/// Polls `cond` every 50 ms for up to `secs` seconds.
+pub async fn eventually<F, Fut>(secs: u64, mut cond: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    while tokio::time::Instant::now() < deadline {
+        if cond().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+/// An hour inside the fixture's training period.
+pub fn hour_in_training(k: i64) -> i64 {
+    TRAIN_START + (200 + k) * HOUR_MS
+}
