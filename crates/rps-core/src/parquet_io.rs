@@ -68,9 +68,18 @@ pub fn decode(bytes: Bytes, key: &str) -> Result<Decoded> {
         })
         .unwrap_or_default();
     let schema = builder.schema().clone();
-    let reader = builder.with_batch_size(65_536).build().map_err(|e| bad(&e))?;
-    let batches = reader.collect::<std::result::Result<Vec<_>, _>>().map_err(|e| bad(&e))?;
-    Ok(Decoded { schema, batches, metadata })
+    let reader = builder
+        .with_batch_size(65_536)
+        .build()
+        .map_err(|e| bad(&e))?;
+    let batches = reader
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| bad(&e))?;
+    Ok(Decoded {
+        schema,
+        batches,
+        metadata,
+    })
 }
 
 /// Reads a Parquet object; `Ok(None)` when it does not exist.

@@ -4,8 +4,7 @@
 use std::sync::{Arc, LazyLock};
 
 use arrow::array::{
-    Array, ArrayRef, Float64Array, RecordBatch, StringArray, TimestampMillisecondArray,
-    UInt32Array,
+    Array, ArrayRef, Float64Array, RecordBatch, StringArray, TimestampMillisecondArray, UInt32Array,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
@@ -96,8 +95,13 @@ pub fn raw_schema() -> SchemaRef {
 /// Builds a record batch of raw bars (in the given order).
 pub fn bars_to_batch(bars: &[Bar]) -> Result<RecordBatch> {
     let cols: Vec<ArrayRef> = vec![
-        Arc::new(TimestampMillisecondArray::from_iter_values(bars.iter().map(|b| b.ts)).with_timezone(UTC)),
-        Arc::new(StringArray::from_iter_values(bars.iter().map(|b| b.coin.as_str()))),
+        Arc::new(
+            TimestampMillisecondArray::from_iter_values(bars.iter().map(|b| b.ts))
+                .with_timezone(UTC),
+        ),
+        Arc::new(StringArray::from_iter_values(
+            bars.iter().map(|b| b.coin.as_str()),
+        )),
         Arc::new(Float64Array::from_iter_values(bars.iter().map(|b| b.open))),
         Arc::new(Float64Array::from_iter_values(bars.iter().map(|b| b.high))),
         Arc::new(Float64Array::from_iter_values(bars.iter().map(|b| b.low))),
@@ -105,7 +109,9 @@ pub fn bars_to_batch(bars: &[Bar]) -> Result<RecordBatch> {
         Arc::new(Float64Array::from_iter(bars.iter().map(|b| b.volume))),
         Arc::new(Float64Array::from_iter(bars.iter().map(|b| b.cap))),
         Arc::new(UInt32Array::from_iter_values(bars.iter().map(|b| b.points))),
-        Arc::new(StringArray::from_iter_values(bars.iter().map(|b| b.source.as_str()))),
+        Arc::new(StringArray::from_iter_values(
+            bars.iter().map(|b| b.source.as_str()),
+        )),
         Arc::new(
             TimestampMillisecondArray::from_iter_values(bars.iter().map(|b| b.ingested_at))
                 .with_timezone(UTC),
@@ -118,14 +124,21 @@ pub fn bars_to_batch(bars: &[Bar]) -> Result<RecordBatch> {
 }
 
 fn column<'a, T: 'static>(batch: &'a RecordBatch, key: &str, name: &str) -> Result<&'a T> {
-    let col = batch.column_by_name(name).ok_or_else(|| CoreError::BadFile {
-        key: key.into(),
-        reason: format!("missing column '{name}' (not a raw-bar file?)"),
-    })?;
-    col.as_any().downcast_ref::<T>().ok_or_else(|| CoreError::BadFile {
-        key: key.into(),
-        reason: format!("column '{name}' has type {}, expected the raw-bar schema", col.data_type()),
-    })
+    let col = batch
+        .column_by_name(name)
+        .ok_or_else(|| CoreError::BadFile {
+            key: key.into(),
+            reason: format!("missing column '{name}' (not a raw-bar file?)"),
+        })?;
+    col.as_any()
+        .downcast_ref::<T>()
+        .ok_or_else(|| CoreError::BadFile {
+            key: key.into(),
+            reason: format!(
+                "column '{name}' has type {}, expected the raw-bar schema",
+                col.data_type()
+            ),
+        })
 }
 
 /// Decodes raw bars from record batches, checking the schema column by column.
@@ -223,8 +236,20 @@ mod tests {
 
     #[test]
     fn a_later_observation_of_the_same_hour_replaces_the_earlier_one() {
-        let (merged, stats) = merge_bars(vec![bar(0, 1.0), bar(10, 2.0)], vec![bar(10, 3.0), bar(20, 4.0)]);
-        assert_eq!(merged.iter().map(|b| b.close).collect::<Vec<_>>(), vec![1.0, 3.0, 4.0]);
-        assert_eq!(stats, MergeStats { inserted: 1, replaced: 1 });
+        let (merged, stats) = merge_bars(
+            vec![bar(0, 1.0), bar(10, 2.0)],
+            vec![bar(10, 3.0), bar(20, 4.0)],
+        );
+        assert_eq!(
+            merged.iter().map(|b| b.close).collect::<Vec<_>>(),
+            vec![1.0, 3.0, 4.0]
+        );
+        assert_eq!(
+            stats,
+            MergeStats {
+                inserted: 1,
+                replaced: 1
+            }
+        );
     }
 }

@@ -26,7 +26,9 @@ pub struct Store {
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("location", &self.location).finish()
+        f.debug_struct("Store")
+            .field("location", &self.location)
+            .finish()
     }
 }
 
@@ -66,7 +68,10 @@ impl Store {
             {
                 b = b.with_region("us-east-1");
             }
-            let endpoint = s3.endpoint.clone().or_else(|| std::env::var("AWS_ENDPOINT_URL").ok());
+            let endpoint = s3
+                .endpoint
+                .clone()
+                .or_else(|| std::env::var("AWS_ENDPOINT_URL").ok());
             if let Some(ep) = endpoint {
                 b = b.with_endpoint(ep);
             }
@@ -114,7 +119,11 @@ impl Store {
     /// Reads a whole object; `Ok(None)` when it does not exist.
     pub async fn get(&self, key: &str) -> Result<Option<Bytes>> {
         match self.inner.get(&self.path(key)).await {
-            Ok(r) => r.bytes().await.map(Some).map_err(|source| self.read_err(key, source)),
+            Ok(r) => r
+                .bytes()
+                .await
+                .map(Some)
+                .map_err(|source| self.read_err(key, source)),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(source) => Err(self.read_err(key, source)),
         }
@@ -171,7 +180,9 @@ impl Store {
                 if root.is_empty() {
                     full
                 } else {
-                    full.strip_prefix(&format!("{root}/")).unwrap_or(&full).to_string()
+                    full.strip_prefix(&format!("{root}/"))
+                        .unwrap_or(&full)
+                        .to_string()
                 }
             })
             .collect();

@@ -26,7 +26,9 @@ pub fn init(format: LogFormat) {
                     .with_writer(std::io::stderr)
                     .with_target(false)
                     // Airflow and CI capture stderr: colour codes only for a terminal.
-                    .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none()),
+                    .with_ansi(
+                        std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+                    ),
             )
             .try_init(),
         LogFormat::Json => registry

@@ -11,8 +11,13 @@ pub fn service(var: &str) -> Option<String> {
     match std::env::var(var) {
         Ok(v) if !v.is_empty() => Some(v),
         _ => {
-            let ci = std::env::var("CI").map(|v| !v.is_empty() && v != "false").unwrap_or(false);
-            assert!(!ci, "{var} is not set under CI: start the services with `.ci/services start`");
+            let ci = std::env::var("CI")
+                .map(|v| !v.is_empty() && v != "false")
+                .unwrap_or(false);
+            assert!(
+                !ci,
+                "{var} is not set under CI: start the services with `.ci/services start`"
+            );
             eprintln!("skipped: {var} not set (run `.ci/services start` and export it)");
             None
         }

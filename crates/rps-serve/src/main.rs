@@ -46,7 +46,8 @@ struct ModelArgs {
     #[arg(long, env = "RPS_ALIAS", default_value = "champion")]
     alias: String,
 
-    /// Directory for model packages downloaded from the registry (default: a temp dir).
+    /// Directory where packages downloaded from the registry are staged while loading (each
+    /// is deleted once loaded; default: a temp dir).
     #[arg(long, env = "RPS_MODEL_CACHE")]
     cache_dir: Option<PathBuf>,
 }

@@ -139,7 +139,8 @@ pub enum ModelSource {
         name: String,
         /// Alias to follow (e.g. `champion`).
         alias: String,
-        /// Where downloaded packages are kept while served.
+        /// Where registry downloads are staged while loading (each deleted once loaded: the
+        /// weights live in memory).
         cache_dir: PathBuf,
     },
 }
@@ -215,8 +216,9 @@ impl ModelSource {
     pub async fn fetch(&self, cand: &Candidate) -> Result<LoadedModel> {
         let source = self.describe();
         let key = cand.key.clone();
-        let (dir, version) = match (self, &cand.version) {
-            (ModelSource::Dir(dir), _) => (dir.clone(), None),
+        // `scratch`: a downloaded copy, deleted once loaded (the weights are read into memory).
+        let (dir, version, scratch) = match (self, &cand.version) {
+            (ModelSource::Dir(dir), _) => (dir.clone(), None, None),
             (
                 ModelSource::Registry {
                     registry,
@@ -226,7 +228,8 @@ impl ModelSource {
                 },
                 Some(mv),
             ) => {
-                // A fresh directory per download: the package being served stays untouched.
+                // A fresh directory per download, so concurrent servers sharing the cache
+                // directory never see each other's half-written files.
                 let n = DOWNLOADS.fetch_add(1, Ordering::Relaxed);
                 let safe: String = name
                     .chars()
@@ -240,11 +243,15 @@ impl ModelSource {
                     .collect();
                 let dest =
                     cache_dir.join(format!("{safe}-v{}-{}-{n}", mv.version, std::process::id()));
-                let dir = registry
-                    .download(mv, &dest)
-                    .await
-                    .map_err(|e| self.registry_err(e))?;
-                (dir, Some(mv.version.clone()))
+                let downloaded = registry.download(mv, &dest).await;
+                let dir = match downloaded {
+                    Ok(dir) => dir,
+                    Err(e) => {
+                        let _ = std::fs::remove_dir_all(&dest);
+                        return Err(self.registry_err(e));
+                    }
+                };
+                (dir, Some(mv.version.clone()), Some(dest))
             }
             (ModelSource::Registry { .. }, None) => {
                 return Err(ServeError::Usage {
@@ -254,7 +261,14 @@ impl ModelSource {
             }
         };
         tokio::task::spawn_blocking(move || {
-            LoadedModel::load(&dir, version.as_deref(), source, key)
+            let loaded = LoadedModel::load(&dir, version.as_deref(), source, key);
+            eprintln!("DEBUG scratch={scratch:?} dir={}", dir.display());
+            if let Some(scratch) = scratch
+                && let Err(e) = std::fs::remove_dir_all(&scratch)
+            {
+                tracing::warn!(dir = %scratch.display(), error = %e, "could not delete a downloaded package");
+            }
+            loaded
         })
         .await
         .map_err(|e| ServeError::Server(std::io::Error::other(e)))?

@@ -89,9 +89,10 @@ pub fn reference_bars() -> &'static [Bar] {
 /// Trains the fixture with rps-train's library on the first half of 2019, tiny configuration.
 fn train_fixture() -> Fixture {
     use rps_core::features::{compute, spec, write_frame};
+    // Kept for the whole test process (other fixtures copy from it), under target/tmp.
     let dir = tempfile::Builder::new()
         .prefix("rps-serve-fixture-")
-        .tempdir()
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
         .unwrap()
         .keep();
     let store_dir = dir.join("store");
@@ -227,6 +228,8 @@ pub struct TestApp {
     pub state: AppState,
     /// The package directory served (a private copy, in `--model-dir` mode).
     pub model_dir: Option<PathBuf>,
+    /// Where registry downloads are staged.
+    pub cache_dir: PathBuf,
     _stop: tokio::sync::oneshot::Sender<()>,
     _dirs: Vec<TempDir>,
 }
@@ -237,6 +240,8 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(opts: Opts) -> TestApp {
+    // The server's logs appear in the output of a failing test.
+    rps_core::telemetry::init(rps_core::telemetry::LogFormat::Human);
     let mut dirs = Vec::new();
     let (model, model_dir) = match opts.model {
         Some(m) => (m, None),
@@ -257,6 +262,7 @@ pub async fn spawn_app_with(opts: Opts) -> TestApp {
         }
     };
     let cache = TempDir::new().unwrap();
+    let cache_dir = cache.path().to_path_buf();
     let config = ServeConfig {
         addr: "127.0.0.1:0".into(),
         store: store_dir.to_str().unwrap().into(),
@@ -277,6 +283,7 @@ pub async fn spawn_app_with(opts: Opts) -> TestApp {
         client: reqwest::Client::new(),
         state,
         model_dir,
+        cache_dir,
         _stop: tx,
         _dirs: dirs,
     }

@@ -141,6 +141,11 @@ async fn a_new_champion_is_swapped_in_during_traffic_without_losing_a_request() 
     assert!(
         m.contains(&format!(r#"version="{v2}""#)) && !m.contains(&format!(r#"version="{v1}""#))
     );
+    let left: Vec<_> = std::fs::read_dir(&app.cache_dir).unwrap().collect();
+    assert!(
+        left.is_empty(),
+        "downloaded packages are deleted once loaded: {left:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -185,6 +190,11 @@ async fn corrupt_or_incompatible_packages_are_refused_and_the_old_model_keeps_se
     assert_eq!(
         sample(&m, r#"rps_model_reloads_total{result="success"}"#),
         Some(1.0)
+    );
+    let left: Vec<_> = std::fs::read_dir(&app.cache_dir).unwrap().collect();
+    assert!(
+        left.is_empty(),
+        "refused downloads are deleted too: {left:?}"
     );
 }
 
