@@ -6,6 +6,7 @@
 //! The window ends at `--end` (Airflow's data interval end) or, without it, at the newest
 //! feature row: the check never reads the clock, so a re-run gives the same report.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use rps_core::ExitCode;
@@ -128,7 +129,9 @@ pub async fn run_drift(cfg: &DriftConfig) -> Result<ExitCode> {
         report.drift |= c.summary.drift;
     }
     write_report(&cfg.report, &report)?;
-    println!(
+    // The one-line summary for the DAG's log; a closed stdout is not a reason to fail.
+    let _ = writeln!(
+        std::io::stdout(),
         "drift check: max PSI {:.4}{} vs threshold {} over {} h -> {} (report {})",
         report.max_psi,
         report

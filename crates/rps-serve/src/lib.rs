@@ -36,7 +36,14 @@ pub use state::{AppState, ReloadOutcome, Settings};
 /// Runs the server until Ctrl-C/SIGTERM, printing where to find it once it listens.
 pub async fn serve(config: ServeConfig) -> Result<ExitCode> {
     let app = Application::build(config).await?;
-    println!("{}", banner(&app));
+    // Written once and errors ignored: a closed stdout (a supervisor that stopped reading)
+    // must not take the server down, as println! would by panicking.
+    {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(format!("{}\n", banner(&app)).as_bytes());
+        let _ = out.flush();
+    }
     app.run_until_stopped().await?;
     Ok(ExitCode::Ok)
 }

@@ -262,7 +262,6 @@ impl ModelSource {
         };
         tokio::task::spawn_blocking(move || {
             let loaded = LoadedModel::load(&dir, version.as_deref(), source, key);
-            eprintln!("DEBUG scratch={scratch:?} dir={}", dir.display());
             if let Some(scratch) = scratch
                 && let Err(e) = std::fs::remove_dir_all(&scratch)
             {

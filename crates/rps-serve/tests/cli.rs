@@ -144,38 +144,113 @@ fn the_drift_command_refuses_a_missing_features_file_with_exit_2() {
 #[test]
 fn serve_prints_the_page_url_and_a_curl_example_then_stops_on_sigterm() {
     let tmp = TempDir::new().unwrap();
-    let mut child = Command::new(BIN)
-        .args(["serve", "--addr", "127.0.0.1:0"])
-        .arg("--model-dir")
-        .arg(package())
-        .arg("--store")
-        .arg(tmp.path())
-        .env_remove("MLFLOW_TRACKING_URI")
+    let pkg = package().to_str().unwrap().to_string();
+    let (mut child, base, text) = start_serve(
+        &["--model-dir", &pkg, "--store", tmp.path().to_str().unwrap()],
+        &[],
+    );
+    assert!(
+        text.contains(&format!("curl -s -X POST {base}/predict")),
+        "{text}"
+    );
+    let page = http::blocking_get(&format!("{base}/"));
+    assert!(page.contains(MODEL_NAME), "the printed URL serves the page");
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "a clean shutdown on SIGTERM");
+}
+
+/// Starts `rps-serve serve` with `args` and `env`; returns the child, the base URL read from
+/// its start-up message, and the message.
+fn start_serve(args: &[&str], env: &[(&str, &str)]) -> (std::process::Child, String, String) {
+    let mut cmd = Command::new(BIN);
+    cmd.args(["serve", "--addr", "127.0.0.1:0"])
+        .args(args)
+        .env_remove("MLFLOW_TRACKING_URI");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut text = String::new();
-    for _ in 0..3 {
+    for _ in 0..4 {
         text.push_str(&lines.next().unwrap().unwrap());
         text.push('\n');
     }
+    // Keep reading (and the pipe open) for the life of the server.
+    std::thread::spawn(move || lines.for_each(drop));
     let url = text
         .split_whitespace()
         .find(|w| w.starts_with("http://127.0.0.1:") && w.ends_with('/'))
         .unwrap_or_else(|| panic!("no page URL in:\n{text}"))
+        .trim_end_matches('/')
         .to_string();
-    assert!(
-        text.contains("curl -s -X POST") && text.contains("/predict"),
-        "{text}"
+    (child, url, text)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_loads_the_champion_from_mlflow_and_follows_its_alias() {
+    let Some(uri) = rps_core::testenv::mlflow_uri() else {
+        return;
+    };
+    let reg = rps_mlflow::Registry::Mlflow(rps_mlflow::MlflowRegistry::new(
+        rps_mlflow::MlflowClient::new(&uri).unwrap(),
+    ));
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let name = format!("rps-serve-test-{}-{nanos}", std::process::id());
+    let v1 = crate::reload::promote_as(&reg, &name, package()).await;
+    let store = TempDir::new().unwrap();
+    let (mut child, base, _) = start_serve(
+        &[
+            "--model-name",
+            &name,
+            "--poll-interval",
+            "200ms",
+            "--store",
+            store.path().to_str().unwrap(),
+        ],
+        &[("MLFLOW_TRACKING_URI", &uri)],
     );
-    let page = http::blocking_get(&url);
-    assert!(page.contains(MODEL_NAME), "the printed URL serves the page");
-    let pid = child.id().to_string();
-    let _ = Command::new("kill").args(["-TERM", &pid]).status();
-    let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(0), "a clean shutdown on SIGTERM");
+    let client = ::reqwest::Client::new();
+    let model = |client: &::reqwest::Client| {
+        let url = format!("{base}/model");
+        let client = client.clone();
+        async move {
+            client
+                .get(url)
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    };
+    let m = model(&client).await;
+    assert_eq!(m["version"], v1.as_str());
+    assert_eq!(m["source"], format!("models:/{name}@champion"));
+
+    let tmp = TempDir::new().unwrap();
+    let v2 = crate::reload::promote_as(&reg, &name, &copy_package(&tmp.path().join("model"))).await;
+    let followed = eventually(60, || async {
+        model(&client).await["version"] == v2.as_str()
+    })
+    .await;
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        followed,
+        "the server follows models:/{name}@champion to version {v2}"
+    );
 }
 
 mod http {

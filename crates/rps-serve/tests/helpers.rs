@@ -240,8 +240,6 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(opts: Opts) -> TestApp {
-    // The server's logs appear in the output of a failing test.
-    rps_core::telemetry::init(rps_core::telemetry::LogFormat::Human);
     let mut dirs = Vec::new();
     let (model, model_dir) = match opts.model {
         Some(m) => (m, None),

@@ -18,22 +18,22 @@ fn local_registry(dir: &Path) -> Registry {
     Registry::Local(LocalRegistry::open(dir).unwrap())
 }
 
-/// Registers a package directory as the next version; returns the version.
-async fn register(reg: &Registry, pkg: &Path) -> String {
+/// Registers a package directory as the next version of `name` and points the alias at it;
+/// returns the version.
+pub async fn promote_as(reg: &Registry, name: &str, pkg: &Path) -> String {
     let run = reg
         .start_run("rps-serve-tests", "fixture", &[])
         .await
         .unwrap();
     reg.log_artifact(&run, pkg, "model").await.unwrap();
-    let mv = reg.register(&run, MODEL_NAME, "model").await.unwrap();
+    let mv = reg.register(&run, name, "model").await.unwrap();
     reg.end_run(&run, RunStatus::Finished).await.unwrap();
+    reg.set_alias(name, ALIAS, &mv.version).await.unwrap();
     mv.version
 }
 
 async fn promote(reg: &Registry, pkg: &Path) -> String {
-    let v = register(reg, pkg).await;
-    reg.set_alias(MODEL_NAME, ALIAS, &v).await.unwrap();
-    v
+    promote_as(reg, MODEL_NAME, pkg).await
 }
 
 async fn served_version(app: &TestApp) -> String {
