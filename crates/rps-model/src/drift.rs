@@ -318,7 +318,11 @@ mod tests {
         let q168 = h.calibrated_psi(168).unwrap();
         assert!(q168 > 0.5, "smoothed over 48 rows, 168-row windows: {q168}");
         // Longer windows cover more of the distribution.
-        assert!(h.calibrated_psi(1000).unwrap() < q168, "{:?}", h.calibration);
+        assert!(
+            h.calibrated_psi(1000).unwrap() < q168,
+            "{:?}",
+            h.calibration
+        );
     }
 
     #[test]
