@@ -1,18 +1,28 @@
 //! The whole LSTM sequence as one candle operation with a hand-written backward pass.
 //!
 //! Why: candle's cost at this model size is per-operation overhead (CANDLE.md), and
-//! `candle_nn::LSTM::seq` spends ≈15 graph ops per time step. Here one op runs all steps:
-//! the input projection of every step is one GEMM, each step is one recurrent product
-//! accumulated into the gates plus a fused element-wise pass, and the backward pass (BPTT) is
-//! one product per step plus two GEMMs for the weight gradients. The large GEMMs go through
-//! candle's CPU GEMM (`BackendStorage::matmul`, runtime AVX dispatch); the per-step products
-//! use [`crate::small_gemm`] on weights packed once per pass; the element-wise parts are
-//! plain Rust compiled for AVX2/FMA through `pulp`'s runtime dispatch.
+//! `candle_nn::LSTM::seq` spends ≈15 graph ops per time step. Here one op runs all steps,
+//! the way cuDNN and PyTorch's CPU LSTM do:
+//! - forward, per step: one product `[x_t | h_{t-1}] · [W_ih | W_hh]ᵀ + b` straight into the
+//!   gate buffer (the input projection rides along in the same register-blocked kernel, so
+//!   there is no `X·W_ihᵀ` buffer to write and re-read), then one fused element-wise pass
+//!   (non-linearities, cell and hidden update);
+//! - backward (BPTT), per step: one element-wise pass for the gate gradients `dz_t` and one
+//!   product `dz_t · W_hh` for `dh_{t-1}`; after the loop, the weight gradients of all steps
+//!   as two long products `Xᵀ·dZ` and `H_inᵀ·dZ`, and the bias gradient as a column sum.
+//!
+//! All products go through [`crate::small_gemm`] (AVX-512 or AVX2/FMA, chosen at run time)
+//! on operands packed once per pass from the current weights (never cached across passes:
+//! AdamW updates the weights in place). The element-wise parts are plain Rust compiled for
+//! the same ISA through `pulp`'s runtime dispatch. The large per-pass buffers come from a
+//! small pool, so a training step neither allocates nor zero-fills megabytes.
 //!
 //! Operands: `x` `[batch, steps, inputs]` (contiguous f32, no gradient) and the packed
 //! parameters `w` `[4H, inputs + H + 2]` = `[W_ih | W_hh | b_ih | b_hh]` (gate order i, f,
 //! g, o as PyTorch). Result: the last hidden state `[batch, H]`. Packing is done with
 //! `Tensor::cat` in the graph, so the gradient of `w` flows back to the four variables.
+//! Internally every per-step buffer is step-major (`[T, B, ·]`), so a step's rows are
+//! contiguous.
 
 use std::sync::Mutex;
 
@@ -20,7 +30,7 @@ use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp2, Device, Layout, Shape, Tensor, bail};
 
 use crate::kernels;
-use crate::small_gemm::{self, Packed};
+use crate::small_gemm::{self, Init, Packed, Src};
 
 /// Sizes of one application of the op.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,22 +50,71 @@ impl Dims {
     }
 }
 
-/// What the backward pass needs from the forward pass (all batch-major: row = b·T + t).
+/// Reusable f32 buffers: a training step needs ≈10 MB of activations at the default shape,
+/// and fresh allocations of that size are page-faulted and zero-filled every time.
+static POOL: Mutex<Vec<Vec<f32>>> = Mutex::new(Vec::new());
+const POOL_MAX: usize = 24;
+
+/// A buffer of `len` floats with unspecified contents (callers overwrite or zero it).
+fn take(len: usize) -> Vec<f32> {
+    let reused = POOL.lock().ok().and_then(|mut pool| {
+        // The smallest pooled buffer that is large enough.
+        let best = pool
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| v.capacity() >= len)
+            .min_by_key(|(_, v)| v.capacity())
+            .map(|(i, _)| i)?;
+        Some(pool.swap_remove(best))
+    });
+    let mut v = reused.unwrap_or_default();
+    v.resize(len, 0.0);
+    v.truncate(len);
+    v
+}
+
+fn give(v: Vec<f32>) {
+    if v.capacity() == 0 {
+        return;
+    }
+    if let Ok(mut pool) = POOL.lock()
+        && pool.len() < POOL_MAX
+    {
+        pool.push(v);
+    }
+}
+
+/// What the backward pass needs from the forward pass (step-major).
 #[derive(Debug)]
 struct Cache {
     dims: Dims,
-    /// The input, `[B·T, F]`.
-    x: CpuStorage,
-    /// Hidden state entering each step, `[B·T, H]` (zeros at t = 0).
-    h_in: CpuStorage,
-    /// Cell state entering each step, `[B·T, H]`.
-    c_in: Vec<f32>,
-    /// Gate activations (i, f, g, o after their non-linearities), `[B·T, 4H]`.
+    /// The input, `[T, B, F]`.
+    xs: Vec<f32>,
+    /// Hidden states, `[T + 1, B, H]`: slot `t` enters step `t` (slot 0 is zeros).
+    hs: Vec<f32>,
+    /// Cell states, `[T + 1, B, H]`, slots as for `hs`.
+    cs: Vec<f32>,
+    /// Gate activations (i, f, g, o after their non-linearities), `[T, B, 4H]`.
     acts: Vec<f32>,
-    /// tanh of the cell state leaving each step, `[B·T, H]`.
+    /// tanh of the cell state leaving each step, `[T, B, H]`.
     tanh_c: Vec<f32>,
-    /// `W_hh` as stored, `[4H, H]` (for dh = dz · W_hh).
-    w_hh: CpuStorage,
+    /// The packed parameters as they were in the forward pass, `[4H, F + H + 2]`.
+    w: Vec<f32>,
+}
+
+impl Drop for Cache {
+    fn drop(&mut self) {
+        for v in [
+            &mut self.xs,
+            &mut self.hs,
+            &mut self.cs,
+            &mut self.acts,
+            &mut self.tanh_c,
+            &mut self.w,
+        ] {
+            give(std::mem::take(v));
+        }
+    }
 }
 
 /// The fused LSTM sequence op. Create a fresh one per forward pass: it keeps the forward
@@ -91,178 +150,122 @@ fn f32s(s: &CpuStorage) -> candle_core::Result<&[f32]> {
     }
 }
 
-fn f32s_mut(s: &mut CpuStorage) -> candle_core::Result<&mut [f32]> {
-    match s {
-        CpuStorage::F32(v) => Ok(v),
-        other => bail!("lstm_seq: expected f32, got {:?}", other.dtype()),
-    }
-}
-
-/// `lhs (m×k) · rhs (k×n)` with explicit layouts; returns a contiguous `m×n`.
-fn gemm(
-    lhs: &CpuStorage,
-    lhs_l: &Layout,
-    rhs: &CpuStorage,
-    rhs_l: &Layout,
-    (m, n, k): (usize, usize, usize),
-) -> candle_core::Result<CpuStorage> {
-    lhs.matmul(rhs, (1, m, n, k), lhs_l, rhs_l)
-}
-
-/// A strided 2-D view: `rows × cols`, row stride `rs`, starting at `offset`.
-fn view(rows: usize, cols: usize, rs: usize, cs: usize, offset: usize) -> Layout {
-    Layout::new(Shape::from((rows, cols)), vec![rs, cs], offset)
-}
-
-/// Splits the packed parameter matrix into transposed weights and the summed bias.
-struct Unpacked {
-    /// `W_ihᵀ`, `[F, 4H]`.
-    wx_t: CpuStorage,
-    /// `W_hhᵀ`, `[H, 4H]`.
-    wh_t: CpuStorage,
-    /// `W_hh`, `[4H, H]`.
-    wh: CpuStorage,
-    /// `b_ih + b_hh`, `[4H]` (derived inside every forward: AdamW updates weights in place).
-    bias: Vec<f32>,
-}
-
-fn unpack(w: &[f32], d: Dims) -> Unpacked {
-    let (g, f, h, cols) = (d.gates(), d.inputs, d.hidden, d.packed_cols());
-    let mut wx_t = vec![0f32; f * g];
-    let mut wh_t = vec![0f32; h * g];
-    let mut wh = vec![0f32; g * h];
-    let mut bias = vec![0f32; g];
-    for r in 0..g {
-        let row = &w[r * cols..(r + 1) * cols];
-        for k in 0..f {
-            wx_t[k * g + r] = row[k];
-        }
-        for k in 0..h {
-            wh_t[k * g + r] = row[f + k];
-        }
-        wh[r * h..(r + 1) * h].copy_from_slice(&row[f..f + h]);
-        bias[r] = row[f + h] + row[f + h + 1];
-    }
-    Unpacked {
-        wx_t: CpuStorage::F32(wx_t),
-        wh_t: CpuStorage::F32(wh_t),
-        wh: CpuStorage::F32(wh),
-        bias,
-    }
-}
-
-/// The per-step state and outputs of a forward pass.
-struct Fwd {
+/// The per-step state of a forward pass. Slots: with `keep`, every step has its own slot;
+/// without, `hs`/`cs` alternate between two slots and `acts`/`tanh_c` reuse one.
+struct Fwd<'a> {
     d: Dims,
     keep: bool,
-    /// Hidden state entering each step (`[B·T, H]` when keeping, else `[B, H]`).
-    h_in: CpuStorage,
-    c_in: Vec<f32>,
+    xs: &'a [f32],
+    hs: Vec<f32>,
+    cs: Vec<f32>,
     acts: Vec<f32>,
     tanh_c: Vec<f32>,
-    /// Cell state entering the current step, `[B, H]`.
-    c_cur: Vec<f32>,
-    /// Last hidden state, `[B, H]`.
-    h_out: Vec<f32>,
 }
 
-impl Fwd {
-    /// The element-wise part of step `t`: gates = XP + bias + recurrent, non-linearities, the
-    /// cell and hidden updates. Inlined into a SIMD-dispatched closure (AVX2/FMA when the
-    /// CPU has it), where the compiler vectorises every inner loop.
-    #[inline(always)]
-    fn step(
-        &mut self,
-        t: usize,
-        xp: &[f32],
-        bias: &[f32],
-        wh_t: &Packed,
-    ) -> candle_core::Result<()> {
+impl Fwd<'_> {
+    fn state_slot(&self, t: usize) -> usize {
+        if self.keep { t } else { t % 2 }
+    }
+    fn step_slot(&self, t: usize) -> usize {
+        if self.keep { t } else { 0 }
+    }
+
+    /// Step `t`: gates = bias + x_t·W_ihᵀ + h_{t-1}·W_hhᵀ, one kernel call.
+    fn gates(&mut self, t: usize, w: &Packed, bias: &[f32]) {
         let Dims {
-            batch,
-            steps,
+            batch: b,
+            inputs: f,
             hidden: h,
             ..
         } = self.d;
         let g = 4 * h;
-        let keep = self.keep;
-        // Row of (b, t) in the per-step buffers is b·rs + row0: all steps kept, or one step.
-        let (row0, rs) = if keep { (t, steps) } else { (0, 1) };
+        let (hi, ai) = (self.state_slot(t), self.step_slot(t));
+        let srcs = [
+            Src {
+                data: &self.xs[t * b * f..(t + 1) * b * f],
+                rs: f,
+                k: f,
+            },
+            Src {
+                data: &self.hs[hi * b * h..(hi + 1) * b * h],
+                rs: h,
+                k: h,
+            },
+        ];
+        small_gemm::gemm(
+            b,
+            &srcs,
+            w,
+            &mut self.acts[ai * b * g..(ai + 1) * b * g],
+            g,
+            Init::Bias(bias),
+        );
+    }
+
+    /// Step `t`'s element-wise part: non-linearities, c_t and h_t. Inlined into a
+    /// SIMD-dispatched op (see [`FwdStep`]) so the loops compile for AVX-512 or AVX2.
+    #[inline(always)]
+    fn cell(&mut self, t: usize) {
+        let Dims {
+            batch, hidden: h, ..
+        } = self.d;
+        let g = 4 * h;
+        let bh = batch * h;
+        let (si, so, ai) = (
+            self.state_slot(t),
+            self.state_slot(t + 1),
+            self.step_slot(t),
+        );
+        let acts = &mut self.acts[ai * batch * g..(ai + 1) * batch * g];
+        let tcs = &mut self.tanh_c[ai * bh..(ai + 1) * bh];
+        // c_{t-1} and c_t live in different slots of the same buffer (likewise h).
+        let (c_prev, c_next) = two_slots(&mut self.cs, si, so, bh);
+        let (_, h_next) = two_slots(&mut self.hs, si, so, bh);
         for b in 0..batch {
-            let arow = b * rs + row0;
-            let a = &mut self.acts[arow * g..(arow + 1) * g];
-            let x = &xp[(b * steps + t) * g..(b * steps + t + 1) * g];
-            for j in 0..g {
-                a[j] = x[j] + bias[j];
-            }
-        }
-        let hs = f32s_mut(&mut self.h_in)?;
-        if t > 0 {
-            // Recurrent part, accumulated straight into the gates: h_{t-1} · W_hhᵀ.
-            small_gemm::gemm(
-                batch,
-                &hs[row0 * h..],
-                rs * h,
-                wh_t,
-                &mut self.acts[row0 * g..],
-                rs * g,
-                true,
-            );
-        }
-        for b in 0..batch {
-            let row = b * steps + t;
-            let arow = b * rs + row0;
-            let a = &mut self.acts[arow * g..(arow + 1) * g];
+            let a = &mut acts[b * g..(b + 1) * g];
             kernels::sigmoid_inplace(&mut a[..2 * h]);
             kernels::tanh_inplace(&mut a[2 * h..3 * h]);
             kernels::sigmoid_inplace(&mut a[3 * h..]);
             let (ig, rest) = a.split_at(h);
             let (fg, rest) = rest.split_at(h);
             let (gg, og) = rest.split_at(h);
-            let c = &mut self.c_cur[b * h..(b + 1) * h];
-            if keep {
-                self.c_in[row * h..(row + 1) * h].copy_from_slice(c);
-            }
+            let cp = &c_prev[b * h..(b + 1) * h];
+            let cn = &mut c_next[b * h..(b + 1) * h];
+            let tc = &mut tcs[b * h..(b + 1) * h];
+            let hn = &mut h_next[b * h..(b + 1) * h];
             for j in 0..h {
-                c[j] = fg[j] * c[j] + ig[j] * gg[j];
-            }
-            // h_t goes to the next step's input slot, or to the output after the last step.
-            let dst = if t + 1 == steps {
-                &mut self.h_out[b * h..(b + 1) * h]
-            } else if keep {
-                &mut hs[(row + 1) * h..(row + 2) * h]
-            } else {
-                &mut hs[b * h..(b + 1) * h]
-            };
-            dst.copy_from_slice(c);
-            kernels::tanh_inplace(dst);
-            if keep {
-                self.tanh_c[row * h..(row + 1) * h].copy_from_slice(dst);
-            }
-            for j in 0..h {
-                dst[j] *= og[j];
+                cn[j] = fg[j] * cp[j] + ig[j] * gg[j];
+                tc[j] = kernels::tanh(cn[j]);
+                hn[j] = og[j] * tc[j];
             }
         }
-        Ok(())
     }
 }
 
-/// One forward step as a `pulp` SIMD op: `with_simd` is always inlined into the
-/// target-feature function `dispatch` picks, so the step's loops compile for AVX2/FMA.
-/// (A closure would not be inlined there and would stay SSE2-only.)
-struct FwdStep<'a> {
-    st: &'a mut Fwd,
-    t: usize,
-    xp: &'a [f32],
-    bias: &'a [f32],
-    wh_t: &'a Packed,
+/// Slots `a` (shared) and `b` (mutable) of `len` floats each from one buffer, `a != b`.
+fn two_slots(buf: &mut [f32], a: usize, b: usize, len: usize) -> (&[f32], &mut [f32]) {
+    if a < b {
+        let (lo, hi) = buf.split_at_mut(b * len);
+        (&lo[a * len..(a + 1) * len], &mut hi[..len])
+    } else {
+        let (lo, hi) = buf.split_at_mut(a * len);
+        (&hi[..len], &mut lo[b * len..(b + 1) * len])
+    }
 }
 
-impl pulp::WithSimd for FwdStep<'_> {
-    type Output = candle_core::Result<()>;
+/// One forward step's element-wise part as a `pulp` SIMD op: `with_simd` is always inlined
+/// into the target-feature function `dispatch` picks. (A closure would not be inlined there
+/// and would stay SSE2-only.)
+struct FwdStep<'a, 'b> {
+    st: &'a mut Fwd<'b>,
+    t: usize,
+}
+
+impl pulp::WithSimd for FwdStep<'_, '_> {
+    type Output = ();
     #[inline(always)]
-    fn with_simd<S: pulp::Simd>(self, _simd: S) -> Self::Output {
-        self.st.step(self.t, self.xp, self.bias, self.wh_t)
+    fn with_simd<S: pulp::Simd>(self, _simd: S) {
+        self.st.cell(self.t)
     }
 }
 
@@ -270,17 +273,29 @@ impl pulp::WithSimd for FwdStep<'_> {
 struct BwdStep<'a> {
     c: &'a Cache,
     t: usize,
-    dh_next: &'a [f32],
-    dc_next: &'a mut [f32],
+    dh: &'a [f32],
+    dc: &'a mut [f32],
     dz: &'a mut [f32],
+    db: &'a mut [f32],
 }
 
 impl pulp::WithSimd for BwdStep<'_> {
     type Output = ();
     #[inline(always)]
     fn with_simd<S: pulp::Simd>(self, _simd: S) {
-        backward_step(self.c, self.t, self.dh_next, self.dc_next, self.dz)
+        backward_step(self.c, self.t, self.dh, self.dc, self.dz, self.db)
     }
+}
+
+/// The weights as the kernel reads them: `[W_ih | W_hh]ᵀ` packed (`[F + H, 4H]`) and the
+/// summed bias (both derived inside every pass: AdamW updates weights in place).
+fn forward_weights(w: &[f32], d: Dims) -> (Packed, Vec<f32>) {
+    let (g, f, h, cols) = (d.gates(), d.inputs, d.hidden, d.packed_cols());
+    let packed = Packed::from_fn(f + h, g, |kk, j| w[j * cols + kk]);
+    let bias = (0..g)
+        .map(|r| w[r * cols + f + h] + w[r * cols + f + h + 1])
+        .collect();
+    (packed, bias)
 }
 
 fn forward(
@@ -298,7 +313,7 @@ fn forward(
         &[g, c] => (g, c),
         other => bail!("lstm_seq: packed weights must be 2-D, got {other:?}"),
     };
-    if g % 4 != 0 || cols != inputs + g / 4 + 2 || steps == 0 {
+    if g % 4 != 0 || cols != inputs + g / 4 + 2 || steps == 0 || batch == 0 {
         bail!("lstm_seq: packed weights {g}x{cols} do not fit {inputs} inputs (steps {steps})");
     }
     if !xl.is_contiguous() || !wl.is_contiguous() {
@@ -310,174 +325,180 @@ fn forward(
         inputs,
         hidden: g / 4,
     };
-    let h = d.hidden;
+    let (h, f) = (d.hidden, inputs);
     let w_all = f32s(w)?;
     let w_all = &w_all[wl.start_offset()..wl.start_offset() + g * cols];
-    let u = unpack(w_all, d);
+    let (wp, bias) = forward_weights(w_all, d);
 
-    let rows = batch * steps;
-    // Input projection of every step at once: XP = X · W_ihᵀ, [B·T, 4H].
-    let x_view = Layout::contiguous_with_offset((rows, inputs), xl.start_offset());
-    let xp = gemm(
-        x,
-        &x_view,
-        &u.wx_t,
-        &Layout::contiguous((inputs, g)),
-        (rows, g, inputs),
-    )?;
-    let xp = f32s(&xp)?;
-
+    // The input, step-major.
+    let x_all = f32s(x)?;
+    let x_all = &x_all[xl.start_offset()..xl.start_offset() + batch * steps * f];
+    let mut xs = take(steps * batch * f);
+    for (b, window) in x_all.chunks_exact(steps * f).enumerate() {
+        for (t, row) in window.chunks_exact(f).enumerate() {
+            xs[(t * batch + b) * f..(t * batch + b + 1) * f].copy_from_slice(row);
+        }
+    }
+    let (state_slots, step_slots) = if keep { (steps + 1, steps) } else { (2, 1) };
     let mut st = Fwd {
         d,
         keep,
-        h_in: CpuStorage::F32(vec![0f32; if keep { rows * h } else { batch * h }]),
-        c_in: if keep {
-            vec![0f32; rows * h]
-        } else {
-            Vec::new()
-        },
-        acts: vec![0f32; if keep { rows * g } else { batch * g }],
-        tanh_c: if keep {
-            vec![0f32; rows * h]
-        } else {
-            Vec::new()
-        },
-        c_cur: vec![0f32; batch * h],
-        h_out: vec![0f32; batch * h],
+        xs: &xs,
+        hs: take(state_slots * batch * h),
+        cs: take(state_slots * batch * h),
+        acts: take(step_slots * batch * g),
+        tanh_c: take(step_slots * batch * h),
     };
+    // The states entering step 0 are zeros.
+    st.hs[..batch * h].fill(0.0);
+    st.cs[..batch * h].fill(0.0);
     let arch = pulp::Arch::new();
-    // Packed once: every step reads the same recurrent weights.
-    let wh_t = &Packed::new(f32s(&u.wh_t)?, h, g);
     for t in 0..steps {
-        arch.dispatch(FwdStep {
-            st: &mut st,
-            t,
-            xp,
-            bias: &u.bias,
-            wh_t,
-        })?;
+        st.gates(t, &wp, &bias);
+        arch.dispatch(FwdStep { st: &mut st, t });
     }
+    let last = st.state_slot(steps);
+    let h_out = st.hs[last * batch * h..(last + 1) * batch * h].to_vec();
+    let Fwd {
+        hs,
+        cs,
+        acts,
+        tanh_c,
+        ..
+    } = st;
+    give(wp.into_buf());
     let cache = if keep {
-        let xs = f32s(x)?;
-        let start = xl.start_offset();
+        let mut wcopy = take(g * cols);
+        wcopy.copy_from_slice(w_all);
         Some(Cache {
             dims: d,
-            x: CpuStorage::F32(xs[start..start + rows * inputs].to_vec()),
-            h_in: st.h_in,
-            c_in: st.c_in,
-            acts: st.acts,
-            tanh_c: st.tanh_c,
-            w_hh: u.wh,
+            xs,
+            hs,
+            cs,
+            acts,
+            tanh_c,
+            w: wcopy,
         })
     } else {
+        for v in [xs, hs, cs, acts, tanh_c] {
+            give(v);
+        }
         None
     };
-    Ok((st.h_out, cache))
+    Ok((h_out, cache))
 }
 
-/// The element-wise part of BPTT at step `t`: gate pre-activation gradients `dz` from the
-/// incoming `dh`, and the cell gradient carried to step `t - 1`.
+/// The element-wise part of BPTT at step `t`: gate pre-activation gradients `dz` (`[B, 4H]`)
+/// from the incoming `dh`, the cell gradient carried to step `t - 1`, and the bias gradient.
 #[inline(always)]
-fn backward_step(c: &Cache, t: usize, dh_next: &[f32], dc_next: &mut [f32], dzs: &mut [f32]) {
+fn backward_step(c: &Cache, t: usize, dh: &[f32], dc: &mut [f32], dzs: &mut [f32], db: &mut [f32]) {
     let Dims {
-        batch,
-        steps,
-        hidden: h,
-        ..
+        batch, hidden: h, ..
     } = c.dims;
     let g = 4 * h;
+    let acts = &c.acts[t * batch * g..(t + 1) * batch * g];
+    let tcs = &c.tanh_c[t * batch * h..(t + 1) * batch * h];
+    let cps = &c.cs[t * batch * h..(t + 1) * batch * h];
     for b in 0..batch {
-        let row = b * steps + t;
-        let a = &c.acts[row * g..(row + 1) * g];
+        let a = &acts[b * g..(b + 1) * g];
         let (ig, rest) = a.split_at(h);
         let (fg, rest) = rest.split_at(h);
         let (gg, og) = rest.split_at(h);
-        let tc = &c.tanh_c[row * h..(row + 1) * h];
-        let cp = &c.c_in[row * h..(row + 1) * h];
-        let dh = &dh_next[b * h..(b + 1) * h];
-        let dcn = &mut dc_next[b * h..(b + 1) * h];
-        let z = &mut dzs[row * g..(row + 1) * g];
+        let tc = &tcs[b * h..(b + 1) * h];
+        let cp = &cps[b * h..(b + 1) * h];
+        let dhb = &dh[b * h..(b + 1) * h];
+        let dcb = &mut dc[b * h..(b + 1) * h];
+        let z = &mut dzs[b * g..(b + 1) * g];
         let (zi, rest) = z.split_at_mut(h);
         let (zf, rest) = rest.split_at_mut(h);
         let (zg, zo) = rest.split_at_mut(h);
         for j in 0..h {
-            let dc = dcn[j] + dh[j] * og[j] * (1.0 - tc[j] * tc[j]);
-            let d_o = dh[j] * tc[j];
-            zi[j] = dc * gg[j] * ig[j] * (1.0 - ig[j]);
-            zf[j] = dc * cp[j] * fg[j] * (1.0 - fg[j]);
-            zg[j] = dc * ig[j] * (1.0 - gg[j] * gg[j]);
-            zo[j] = d_o * og[j] * (1.0 - og[j]);
-            dcn[j] = dc * fg[j];
+            let dcj = dcb[j] + dhb[j] * og[j] * (1.0 - tc[j] * tc[j]);
+            zi[j] = dcj * gg[j] * ig[j] * (1.0 - ig[j]);
+            zf[j] = dcj * cp[j] * fg[j] * (1.0 - fg[j]);
+            zg[j] = dcj * ig[j] * (1.0 - gg[j] * gg[j]);
+            zo[j] = dhb[j] * tc[j] * og[j] * (1.0 - og[j]);
+            dcb[j] = dcj * fg[j];
+        }
+        for (acc, v) in db.iter_mut().zip(z.iter()) {
+            *acc += v;
+        }
+    }
+}
+
+/// `src` (`rows × cols`, row-major) transposed into `dst` (`cols × rows`).
+fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
+    const TILE: usize = 16;
+    for r0 in (0..rows).step_by(TILE) {
+        for c0 in (0..cols).step_by(TILE) {
+            for r in r0..(r0 + TILE).min(rows) {
+                for c in c0..(c0 + TILE).min(cols) {
+                    dst[c * rows + r] = src[r * cols + c];
+                }
+            }
         }
     }
 }
 
 /// BPTT: the gradient of the packed weights given the gradient of the last hidden state.
-fn backward(c: &Cache, grad_h: &[f32]) -> candle_core::Result<Vec<f32>> {
+fn backward(c: &Cache, grad_h: &[f32]) -> Vec<f32> {
     let d = c.dims;
     let (batch, steps, f, h, g) = (d.batch, d.steps, d.inputs, d.hidden, d.gates());
+    let cols = d.packed_cols();
     let rows = batch * steps;
-    let mut dz = CpuStorage::F32(vec![0f32; rows * g]);
-    let mut dh_next = grad_h.to_vec();
-    let mut dc_next = vec![0f32; batch * h];
+    // dh_{t-1} = dz_t · W_hh: W_hh as stored is the `[4H, H]` right-hand side.
+    let w_hh = Packed::from_fn(g, h, |kk, j| c.w[kk * cols + f + j]);
+    let mut dzp = Packed::zeroed(rows, g, take(0));
+    let mut dz = take(batch * g);
+    let mut dh = grad_h.to_vec();
+    let mut dc = vec![0f32; batch * h];
+    let mut db = vec![0f32; g];
     let arch = pulp::Arch::new();
-    let w_hh = &Packed::new(f32s(&c.w_hh)?, g, h);
     for t in (0..steps).rev() {
-        let dzs = f32s_mut(&mut dz)?;
         arch.dispatch(BwdStep {
             c,
             t,
-            dh_next: &dh_next,
-            dc_next: &mut dc_next,
-            dz: dzs,
+            dh: &dh,
+            dc: &mut dc,
+            dz: &mut dz,
+            db: &mut db,
         });
+        dzp.set_rows(t * batch, &dz);
         if t > 0 {
-            // dh_{t-1} = dz_t · W_hh
-            let dzs = f32s(&dz)?;
-            small_gemm::gemm(
-                batch,
-                &dzs[t * g..],
-                steps * g,
-                w_hh,
-                &mut dh_next,
-                h,
-                false,
-            );
+            let src = [Src {
+                data: &dz,
+                rs: g,
+                k: g,
+            }];
+            small_gemm::gemm(batch, &src, &w_hh, &mut dh, h, Init::Zero);
         }
     }
-    // Weight gradients over all steps at once: dW_ih = dzᵀ · X, dW_hh = dzᵀ · H_in.
-    let dz_t = view(g, rows, 1, g, 0);
-    let dwx = gemm(
-        &dz,
-        &dz_t,
-        &c.x,
-        &Layout::contiguous((rows, f)),
-        (g, f, rows),
-    )?;
-    let dwh = gemm(
-        &dz,
-        &dz_t,
-        &c.h_in,
-        &Layout::contiguous((rows, h)),
-        (g, h, rows),
-    )?;
-    let (dwx, dwh, dzs) = (f32s(&dwx)?, f32s(&dwh)?, f32s(&dz)?);
-    let mut db = vec![0f32; g];
-    for r in 0..rows {
-        for (acc, v) in db.iter_mut().zip(&dzs[r * g..(r + 1) * g]) {
-            *acc += v;
-        }
+    // Weight gradients over all steps at once: dW_ihᵀ = Xᵀ · dZ, dW_hhᵀ = H_inᵀ · dZ.
+    let mut xt = take(f * rows);
+    transpose(&c.xs[..rows * f], rows, f, &mut xt);
+    let mut ht = take(h * rows);
+    transpose(&c.hs[..rows * h], rows, h, &mut ht);
+    let mut dwt = take((f + h) * g);
+    for (data, m, out) in [(&xt, f, 0..f * g), (&ht, h, f * g..(f + h) * g)] {
+        let src = [Src {
+            data,
+            rs: rows,
+            k: rows,
+        }];
+        small_gemm::gemm(m, &src, &dzp, &mut dwt[out], g, Init::Zero);
     }
-    let cols = d.packed_cols();
     let mut out = vec![0f32; g * cols];
-    for r in 0..g {
-        let o = &mut out[r * cols..(r + 1) * cols];
-        o[..f].copy_from_slice(&dwx[r * f..(r + 1) * f]);
-        o[f..f + h].copy_from_slice(&dwh[r * h..(r + 1) * h]);
+    for (r, o) in out.chunks_exact_mut(cols).enumerate() {
+        for (kk, v) in o[..f + h].iter_mut().enumerate() {
+            *v = dwt[kk * g + r];
+        }
         o[f + h] = db[r];
         o[f + h + 1] = db[r];
     }
-    Ok(out)
+    for v in [xt, ht, dwt, dz, dzp.into_buf(), w_hh.into_buf()] {
+        give(v);
+    }
+    out
 }
 
 impl CustomOp2 for LstmSeq {
@@ -511,14 +532,22 @@ impl CustomOp2 for LstmSeq {
         grad_res: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
         let grad_h = grad_res.flatten_all()?.to_vec1::<f32>()?;
-        let guard = match self.cache.lock() {
-            Ok(g) => g,
+        // Taken out of the op: the activations go back to the pool as soon as the
+        // gradient is computed, not when the graph is dropped.
+        let cache = match self.cache.lock() {
+            Ok(mut g) => g.take(),
             Err(_) => bail!("lstm_seq: activation cache poisoned"),
         };
-        let Some(cache) = guard.as_ref() else {
-            bail!("lstm_seq: backward without a training forward (use LstmSeq::training)");
+        let Some(cache) = cache else {
+            bail!(
+                "lstm_seq: backward without a training forward (use LstmSeq::training; \
+                 backward runs once per forward)"
+            );
         };
-        let gw = backward(cache, &grad_h)?;
+        if grad_h.len() != cache.dims.batch * cache.dims.hidden {
+            bail!("lstm_seq: gradient has {} values", grad_h.len());
+        }
+        let gw = backward(&cache, &grad_h);
         let gw = Tensor::from_vec(gw, w.shape(), &Device::Cpu)?;
         // The input is data, not a parameter: no gradient for it.
         Ok((None, Some(gw)))
