@@ -3,8 +3,9 @@
 (rps_core::features, spec version 1), computed the idiomatic vectorised pandas way.
 
 Reads <store>/raw/<COIN>.parquet for every coin, writes <out>/<COIN>.parquet with the same
-columns (ts, coin, close, 42 features, target_logret_1h, target_close_1h), zstd-compressed
-like rps-transform. A row is kept only when its 169-hour window is gap-free, exactly as in
+columns (ts, coin, close, 42 features, target_logret_1h, target_close_1h) and the same
+Parquet settings as rps-transform's feature files (uncompressed, dictionary only on coin,
+statistics only on ts, row groups of 8,192 rows), so both sides write the same bytes' worth. A row is kept only when its 169-hour window is gap-free, exactly as in
 Rust: rolling windows are computed over the whole series, then rows whose window crosses a
 break (a missing hour, a duplicate, an unusable price) are dropped, so no kept value ever
 mixes hours across a gap.
@@ -77,7 +78,14 @@ def run(store: pathlib.Path, out: pathlib.Path) -> None:
     for path in sorted((store / "raw").glob("*.parquet")):
         raw = pd.read_parquet(path)
         feats = features(raw)
-        feats.to_parquet(out / path.name, compression="zstd", index=False)
+        feats.to_parquet(
+            out / path.name,
+            index=False,
+            compression="none",
+            use_dictionary=["coin"],
+            write_statistics=["ts"],
+            row_group_size=8192,
+        )
         rows_in += len(raw)
         rows_out += len(feats)
     secs = time.perf_counter() - t0

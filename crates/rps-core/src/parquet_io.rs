@@ -1,4 +1,5 @@
-//! Parquet encoding and decoding through the [`Store`]: whole files, written atomically.
+//! Parquet encoding and decoding through the [`Store`]: whole files, written atomically,
+//! and [`put_streamed`] for large files written piece by piece.
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
@@ -115,10 +116,122 @@ pub async fn read_bars(store: &Store, coin: &str) -> Result<Vec<Bar>> {
     Ok(out)
 }
 
+/// [`read_bars`] that, for a local store, reads the file with blocking I/O on the calling
+/// thread instead of `object_store`'s blocking pool (S3: through the store as usual).
+///
+/// For workers that handle coin after coin on one thread: every buffer of a coin is then
+/// allocated and freed by that thread, so the allocator reuses the same memory for the
+/// next coin instead of each pool thread growing its own arena (measured: peak RSS of a
+/// 100-coin transform 111 MB with the pool, 39 MB without).
+///
+/// Unlike [`read_bars`], every bar's `coin` is left **empty**: all rows of
+/// `raw/<COIN>.parquet` are that coin and the caller knows it, and one small string per
+/// bar was a tenth of a transform's CPU time (allocation and freeing).
+pub async fn read_bars_here(store: &Store, coin: &str) -> Result<Vec<Bar>> {
+    let key = layout::raw(coin);
+    let at = format!("{}/{key}", store.location());
+    let decoded = if store.is_s3() {
+        match read(store, &key).await? {
+            Some(d) => d,
+            None => return Ok(Vec::new()),
+        }
+    } else {
+        let path = std::path::Path::new(store.location()).join(&key);
+        match std::fs::read(&path) {
+            Ok(b) => decode(Bytes::from(b), &at)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(source) => {
+                return Err(CoreError::Io {
+                    location: at,
+                    source,
+                });
+            }
+        }
+    };
+    let mut out = Vec::with_capacity(decoded.batches.iter().map(|b| b.num_rows()).sum());
+    for b in &decoded.batches {
+        out.extend(batch_to_bars(&without_coin(b), &at)?);
+    }
+    Ok(out)
+}
+
+/// `batch` with its `coin` column (when it is a string column) replaced by empty strings,
+/// which become `String::new()` bars: no allocation. Any other column is left for
+/// [`batch_to_bars`] to check.
+fn without_coin(batch: &RecordBatch) -> RecordBatch {
+    use arrow::array::{ArrayRef, StringArray};
+    use arrow::datatypes::DataType;
+    let Some((i, field)) = batch.schema_ref().column_with_name("coin") else {
+        return batch.clone();
+    };
+    if field.data_type() != &DataType::Utf8 {
+        return batch.clone();
+    }
+    let empty: ArrayRef = std::sync::Arc::new(StringArray::from_iter_values(std::iter::repeat_n(
+        "",
+        batch.num_rows(),
+    )));
+    let mut cols = batch.columns().to_vec();
+    cols[i] = empty;
+    // Same schema, same lengths, a non-null string column: cannot fail; fall back to the
+    // original batch (and its allocations) rather than panic if it ever did.
+    RecordBatch::try_new(batch.schema(), cols).unwrap_or_else(|_| batch.clone())
+}
+
 /// Replaces the stored raw bars of one coin, atomically. Bars must be sorted by `ts`.
 pub async fn write_bars(store: &Store, coin: &str, bars: &[Bar]) -> Result<()> {
     let batch = bars_to_batch(bars)?;
     write(store, &layout::raw(coin), raw_schema(), &[batch], &[]).await
+}
+
+/// Writes one object by streaming bytes into `write`, atomically.
+///
+/// - Local store: straight into a hidden temp file next to the target
+///   (`<dir>/.<name>.tmp<pid>`), renamed into place once `write` returned `Ok` and the data
+///   is flushed, so memory stays bounded by what `write` buffers and a crash or an error
+///   never leaves a half-written file under the final name (the temp file is removed on
+///   error). This does blocking file I/O: call it from a blocking thread
+///   (`spawn_blocking`) when the runtime matters.
+/// - S3: into memory, then one PUT (readers see the old or the new object, never a mix).
+pub async fn put_streamed<F>(store: &Store, key: &str, write: F) -> Result<()>
+where
+    F: FnOnce(&mut (dyn std::io::Write + Send)) -> Result<()>,
+{
+    if store.is_s3() {
+        let mut buf = Vec::new();
+        write(&mut buf)?;
+        return store.put(key, Bytes::from(buf)).await;
+    }
+    let io = |source: std::io::Error| CoreError::Io {
+        location: format!("{}/{key}", store.location()),
+        source,
+    };
+    let path = std::path::Path::new(store.location()).join(key.trim_start_matches('/'));
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return Err(CoreError::BadLocation {
+            location: format!("{}/{key}", store.location()),
+            reason: "not a file key".into(),
+        });
+    };
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let tmp = dir.join(format!(
+        ".{}.tmp{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let result = (|| {
+        // Unbuffered: `write` is expected to buffer (Parquet writers do, and hand over
+        // whole column chunks), so a buffer here would only add a copy.
+        let mut file = std::fs::File::create(&tmp).map_err(io)?;
+        write(&mut file)?;
+        std::io::Write::flush(&mut file).map_err(io)?;
+        drop(file);
+        std::fs::rename(&tmp, &path).map_err(io)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
 }
 
 /// The coins with raw bars in a store (from `raw/<COIN>.parquet` keys), sorted.

@@ -25,9 +25,10 @@ pub mod validation;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Instant;
 
-use futures::StreamExt;
 use rps_core::features;
 use rps_core::storage::layout;
 use rps_core::time::{HOUR_MS, fmt_ms};
@@ -221,60 +222,88 @@ pub async fn run(config: Config) -> Result<Summary> {
     let mut last_log = Instant::now();
     let n_coins = coins.len();
 
-    // Coins run concurrently (`buffered` keeps their order, so outputs stay deterministic);
-    // each holds one coin's bars in memory at a time.
-    let mut stream = futures::stream::iter(coins.into_iter().map(|coin| {
-        let store = store.clone();
-        async move { transform_coin(store, coin, want_profile, sample_per_coin).await }
-    }))
-    .buffered(jobs);
+    // `jobs` worker threads take coins in turn; results are folded in coin order (a small
+    // reorder buffer), so the summary and the profile are deterministic.
+    let mut pool = Workers::start(
+        store,
+        coins.clone(),
+        jobs.min(n_coins),
+        want_profile,
+        sample_per_coin,
+    );
+    let mut pending: BTreeMap<usize, CoinDone> = BTreeMap::new();
     let mut done = 0;
-    while let Some(res) = stream.next().await {
-        let CoinDone {
+    while done < n_coins {
+        let Some((i, res)) = pool.results.recv().await else {
+            // Every worker is gone without finishing: one of them panicked.
+            let reason = pool
+                .finish()
+                .await
+                .err()
+                .map_or_else(|| "a worker stopped early".to_string(), |e| e.to_string());
+            return Err(TransformError::Task {
+                coin: coins[done].clone(),
+                reason,
+            });
+        };
+        let res = match res {
+            Ok(r) => r,
+            Err(e) => {
+                // Coins being written by the other workers are finished (each file is
+                // complete and atomic), then the error is reported.
+                pool.finish().await.ok();
+                return Err(e);
+            }
+        };
+        pending.insert(i, res);
+        while let Some(CoinDone {
             coin,
             summary: cs,
             piece,
-        } = res?;
-        done += 1;
-        if cs.rows_out == 0 {
-            let w = format!(
-                "{coin}: no feature rows ({} bars in, {} needed in one gap-free run); wrote an empty {}",
-                cs.rows_in,
-                sp.warmup + 1,
-                cs.output
-            );
-            tracing::warn!("{w}");
-            summary.warnings.push(w);
+        }) = pending.remove(&done)
+        {
+            done += 1;
+            if cs.rows_out == 0 {
+                let w = format!(
+                    "{coin}: no feature rows ({} bars in, {} needed in one gap-free run); wrote an empty {}",
+                    cs.rows_in,
+                    sp.warmup + 1,
+                    cs.output
+                );
+                tracing::warn!("{w}");
+                summary.warnings.push(w);
+            }
+            summary.rows_in += cs.rows_in;
+            summary.rows_out += cs.rows_out;
+            summary.dropped_gap += cs.dropped_gap;
+            summary.dropped_warmup += cs.dropped_warmup;
+            if n_coins <= 10 {
+                tracing::info!(
+                    coin,
+                    rows_in = cs.rows_in,
+                    rows_out = cs.rows_out,
+                    dropped_gap = cs.dropped_gap,
+                    dropped_warmup = cs.dropped_warmup,
+                    "wrote {}",
+                    cs.output
+                );
+            }
+            if last_log.elapsed().as_secs_f64() >= 2.0 || done == n_coins {
+                let secs = started.elapsed().as_secs_f64().max(1e-9);
+                tracing::info!(
+                    "progress: {done}/{n_coins} coins, {} rows in {secs:.1}s ({:.0} rows/s)",
+                    summary.rows_in,
+                    summary.rows_in as f64 / secs
+                );
+                last_log = Instant::now();
+            }
+            if let (Some(p), Some(piece)) = (prof.as_mut(), piece) {
+                p.add(piece);
+            }
+            summary.coins.insert(coin, cs);
         }
-        summary.rows_in += cs.rows_in;
-        summary.rows_out += cs.rows_out;
-        summary.dropped_gap += cs.dropped_gap;
-        summary.dropped_warmup += cs.dropped_warmup;
-        if n_coins <= 10 {
-            tracing::info!(
-                coin,
-                rows_in = cs.rows_in,
-                rows_out = cs.rows_out,
-                dropped_gap = cs.dropped_gap,
-                dropped_warmup = cs.dropped_warmup,
-                "wrote {}",
-                cs.output
-            );
-        }
-        if last_log.elapsed().as_secs_f64() >= 2.0 || done == n_coins {
-            let secs = started.elapsed().as_secs_f64().max(1e-9);
-            tracing::info!(
-                "progress: {done}/{n_coins} coins, {} rows in {secs:.1}s ({:.0} rows/s)",
-                summary.rows_in,
-                summary.rows_in as f64 / secs
-            );
-            last_log = Instant::now();
-        }
-        if let (Some(p), Some(piece)) = (prof.as_mut(), piece) {
-            p.add(piece);
-        }
-        summary.coins.insert(coin, cs);
     }
+    pool.finish().await?;
 
     if let Some(path) = &config.summary {
         let json = serde_json::to_vec_pretty(&summary).map_err(|e| TransformError::Render {
@@ -292,54 +321,128 @@ pub async fn run(config: Config) -> Result<Summary> {
     Ok(summary)
 }
 
-/// Reads, computes and writes one coin, all on one blocking thread: the allocator then
-/// reuses the same memory coin after coin instead of each thread that touched a coin's
-/// data growing its own pool (which doubled the peak RSS of a 100-coin run).
-async fn transform_coin(
-    store: Store,
-    coin: String,
+/// The worker threads of a run and the channel their results come back on.
+struct Workers {
+    results: tokio::sync::mpsc::UnboundedReceiver<(usize, Result<CoinDone>)>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Workers {
+    /// Starts `jobs` threads (at least one) that transform `coins`, each taking the next
+    /// coin not yet taken. Plain threads rather than tokio's blocking pool: a coin's whole
+    /// life (read, compute, write) stays on one thread, so the allocator reuses that
+    /// thread's memory coin after coin instead of every pool thread that touched a coin
+    /// growing its own arena (which tripled the peak RSS of a 100-coin run).
+    fn start(
+        store: Store,
+        coins: Vec<String>,
+        jobs: usize,
+        want_profile: bool,
+        sample: usize,
+    ) -> Workers {
+        let (tx, results) = tokio::sync::mpsc::unbounded_channel();
+        let stop = Arc::new(AtomicBool::new(false));
+        let next = Arc::new(AtomicUsize::new(0));
+        let coins = Arc::new(coins);
+        let handle = tokio::runtime::Handle::current();
+        let threads = (0..jobs.max(1))
+            .map(|_| {
+                let (tx, stop, next, coins, store, handle) = (
+                    tx.clone(),
+                    stop.clone(),
+                    next.clone(),
+                    coins.clone(),
+                    store.clone(),
+                    handle.clone(),
+                );
+                std::thread::spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(coin) = coins.get(i) else { break };
+                        let res = transform_coin(&handle, &store, coin, want_profile, sample);
+                        if res.is_err() {
+                            stop.store(true, Ordering::Relaxed);
+                        }
+                        if tx.send((i, res)).is_err() {
+                            break;
+                        }
+                    }
+                })
+            })
+            .collect();
+        Workers {
+            results,
+            threads,
+            stop,
+        }
+    }
+
+    /// Stops handing out coins, waits for the coins in progress and the threads.
+    async fn finish(&mut self) -> Result<()> {
+        self.stop.store(true, Ordering::Relaxed);
+        let threads = std::mem::take(&mut self.threads);
+        let joined = tokio::task::spawn_blocking(move || {
+            threads
+                .into_iter()
+                .map(std::thread::JoinHandle::join)
+                .filter(Result::is_err)
+                .count()
+        })
+        .await;
+        match joined {
+            Ok(0) => Ok(()),
+            Ok(n) => Err(TransformError::Task {
+                coin: "-".into(),
+                reason: format!("{n} worker thread(s) panicked"),
+            }),
+            Err(e) => Err(TransformError::Task {
+                coin: "-".into(),
+                reason: e.to_string(),
+            }),
+        }
+    }
+}
+
+/// Reads, computes and writes one coin on the calling (worker) thread; `handle` drives the
+/// store's async calls (only S3 really waits on it).
+fn transform_coin(
+    handle: &tokio::runtime::Handle,
+    store: &Store,
+    coin: &str,
     want_profile: bool,
     sample: usize,
 ) -> Result<CoinDone> {
-    let handle = tokio::runtime::Handle::current();
-    let name = coin.clone();
-    let task = tokio::task::spawn_blocking(move || -> Result<CoinDone> {
-        let mut bars = handle.block_on(parquet_io::read_bars(&store, &coin))?;
-        // The store keeps bars sorted by (coin, ts); sorting again is cheap insurance
-        // against a hand-written file, and duplicates are then treated as a break.
-        if !bars.is_sorted_by_key(|b| b.ts) {
-            bars.sort_by_key(|b| b.ts);
-        }
-        let key = layout::features(&coin);
-        let frame = features::compute(&coin, &bars);
-        let (gaps, missing_hours) = gap_stats(&bars);
-        let summary = CoinSummary {
-            rows_in: frame.rows_in,
-            rows_out: frame.len(),
-            dropped_gap: frame.dropped_gap,
-            dropped_warmup: frame.dropped_warmup,
-            gaps,
-            missing_hours,
-            first_ts: bars.first().map(|b| fmt_ms(b.ts)),
-            last_ts: bars.last().map(|b| fmt_ms(b.ts)),
-            output: key.clone(),
-        };
-        let piece = want_profile.then(|| profile::CoinPiece::new(&frame, &bars, &summary, sample));
-        // Free what is no longer needed before the next big allocation (peak memory).
-        drop(bars);
-        let bytes = features::encode_frame(&frame, &key)?;
-        drop(frame);
-        handle.block_on(store.put(&key, bytes))?;
-        Ok(CoinDone {
-            coin,
-            summary,
-            piece,
-        })
-    });
-    task.await.map_err(|e| TransformError::Task {
-        coin: name,
-        reason: e.to_string(),
-    })?
+    let mut bars = handle.block_on(parquet_io::read_bars_here(store, coin))?;
+    // The store keeps bars sorted by (coin, ts); sorting again is cheap insurance
+    // against a hand-written file, and duplicates are then treated as a break.
+    if !bars.is_sorted_by_key(|b| b.ts) {
+        bars.sort_by_key(|b| b.ts);
+    }
+    let key = layout::features(coin);
+    let frame = features::compute(coin, &bars);
+    let (gaps, missing_hours) = gap_stats(&bars);
+    let summary = CoinSummary {
+        rows_in: frame.rows_in,
+        rows_out: frame.len(),
+        dropped_gap: frame.dropped_gap,
+        dropped_warmup: frame.dropped_warmup,
+        gaps,
+        missing_hours,
+        first_ts: bars.first().map(|b| fmt_ms(b.ts)),
+        last_ts: bars.last().map(|b| fmt_ms(b.ts)),
+        output: key,
+    };
+    let piece = want_profile.then(|| profile::CoinPiece::new(&frame, &bars, &summary, sample));
+    // Free what is no longer needed before the writer's buffers (peak memory).
+    drop(bars);
+    // Streamed to the file row group by row group (S3: one PUT of the whole file).
+    handle.block_on(features::write_frame(store, &frame))?;
+    Ok(CoinDone {
+        coin: coin.to_string(),
+        summary,
+        piece,
+    })
 }
 
 /// Writes a local file atomically (temp file in the same directory, then rename).
