@@ -207,10 +207,9 @@ pub fn reference_histograms(
 }
 
 /// Population stability index of `values` against the reference:
-/// `Σ (a − e) · ln(a / e)` over bins, with fractions floored at 1e-4. 0 = identical;
-/// > 0.2 is the customary "significant shift" for independent draws (see
-/// [`ReferenceHistogram::calibrated_psi`] for autocorrelated windows). NaN when `values` has
-/// no finite entry.
+/// `Σ (a − e) · ln(a / e)` over bins, with fractions floored at 1e-4. 0 = identical; above
+/// 0.2 is the customary "significant shift" for independent draws (autocorrelated windows
+/// need [`ReferenceHistogram::calibrated_psi`]). NaN when `values` has no finite entry.
 pub fn psi(reference: &ReferenceHistogram, values: &[f64]) -> f64 {
     let (counts, n) = reference.counts_of(values);
     if n == 0 {

@@ -215,8 +215,11 @@ pub struct HealthOut {
 pub struct ReadyOut {
     /// Whether a model is loaded and forecasts can be served.
     pub ready: bool,
-    /// The loaded model's version.
-    pub model_version: String,
+    /// The loaded model's version (`null` before the first model loads).
+    pub model_version: Option<String>,
+    /// Why the server is not ready (`null` when it is).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 /// `GET /model`.

@@ -16,7 +16,7 @@ use rps_core::storage::layout;
 use rps_core::time::{HOUR_MS, fmt_ms};
 use serde::Serialize;
 
-use crate::drift::{PsiSummary, psi_summary};
+use crate::drift::{DriftRule, PsiSummary, psi_summary};
 use crate::error::{Result, ServeError};
 use crate::model::LoadedModel;
 use crate::startup::ModelSpec;
@@ -37,8 +37,8 @@ pub struct DriftConfig {
     pub cache_dir: PathBuf,
     /// Hours of features in the window.
     pub window_hours: u32,
-    /// PSI above which a feature has drifted.
-    pub threshold: f64,
+    /// When a feature, and the data, have drifted.
+    pub rule: DriftRule,
     /// Report file (JSON).
     pub report: PathBuf,
     /// End of the window (ms, inclusive of the hour before); `None` = newest row.
@@ -72,8 +72,10 @@ pub struct DriftReport {
     pub feature_spec_hash: String,
     /// Window length, hours.
     pub window_hours: u32,
-    /// PSI threshold.
+    /// Base PSI threshold (each coin's `limits` show the per-feature limits used).
     pub threshold: f64,
+    /// Share of features that must drift.
+    pub share_needed: f64,
     /// Largest PSI over coins and features.
     pub max_psi: f64,
     /// Coin and feature of the largest PSI (`BTC/logret_std_24`).
@@ -92,12 +94,9 @@ pub async fn run_drift(cfg: &DriftConfig) -> Result<ExitCode> {
             reason: "must be at least 1".into(),
         });
     }
-    if !(cfg.threshold.is_finite() && cfg.threshold > 0.0) {
-        return Err(ServeError::Usage {
-            flag: "threshold",
-            reason: "must be a positive number".into(),
-        });
-    }
+    cfg.rule
+        .check()
+        .map_err(|(flag, reason)| ServeError::Usage { flag, reason })?;
     let source = cfg.model.source(&cfg.cache_dir)?;
     let model = source.fetch(&source.probe().await?).await?;
     let store = Store::open(&cfg.store)?;
@@ -111,7 +110,8 @@ pub async fn run_drift(cfg: &DriftConfig) -> Result<ExitCode> {
         model_source: model.source.clone(),
         feature_spec_hash: features::spec().hash.clone(),
         window_hours: cfg.window_hours,
-        threshold: cfg.threshold,
+        threshold: cfg.rule.threshold,
+        share_needed: cfg.rule.share,
         max_psi: 0.0,
         max_at: None,
         drift: false,
@@ -130,16 +130,29 @@ pub async fn run_drift(cfg: &DriftConfig) -> Result<ExitCode> {
     }
     write_report(&cfg.report, &report)?;
     // The one-line summary for the DAG's log; a closed stdout is not a reason to fail.
+    let per_coin: Vec<String> = report
+        .coins
+        .iter()
+        .map(|c| {
+            format!(
+                "{} {}/{} features past their limit",
+                c.coin,
+                c.summary.drifted.len(),
+                c.summary.psi.len()
+            )
+        })
+        .collect();
     let _ = writeln!(
         std::io::stdout(),
-        "drift check: max PSI {:.4}{} vs threshold {} over {} h -> {} (report {})",
+        "drift check: {} (drift at {:.0} %), max PSI {:.4}{} over {} h -> {} (report {})",
+        per_coin.join(", "),
+        cfg.rule.share * 100.0,
         report.max_psi,
         report
             .max_at
             .as_deref()
             .map(|a| format!(" at {a}"))
             .unwrap_or_default(),
-        cfg.threshold,
         cfg.window_hours,
         if report.drift {
             "DRIFT, retrain"
@@ -200,7 +213,7 @@ async fn check_coin(
         &model.meta().reference,
         rows.len(),
         span,
-        cfg.threshold,
+        cfg.rule,
         |name| {
             let j = features::spec().index(name)?;
             Some(rows.iter().map(|&i| frame.row(i)[j]).collect())

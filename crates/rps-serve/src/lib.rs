@@ -63,7 +63,16 @@ pub fn banner(app: &Application) -> String {
     };
     let base = format!("http://{host}:{}", addr.port());
     let state = app.state();
-    let model = state.model();
+    let Some(model) = state.current_model() else {
+        return format!(
+            "rps-serve: no model yet at {} (checked every {:?}; /ready answers 503 until one \
+             is promoted), store {}\n  \
+             page: {base}/   health: {base}/health   ready: {base}/ready   stop: Ctrl-C",
+            state.source().describe(),
+            state.settings().model_poll_interval,
+            state.store().location(),
+        );
+    };
     let coin = model
         .meta()
         .data

@@ -89,9 +89,14 @@ struct ServeArgs {
     #[arg(long, env = "RPS_STORE_POLL_INTERVAL", default_value = "60s", value_parser = parse_duration)]
     store_poll_interval: Duration,
 
-    /// PSI above which a feature counts as drifted (rps_data_drift = 1).
+    /// PSI above which a feature counts as drifted; a package with calibration raises it per
+    /// feature to the PSI 99 % of its training windows of the same length stay below.
     #[arg(long, env = "RPS_PSI_THRESHOLD", default_value_t = 0.2)]
     psi_threshold: f64,
+
+    /// Share of features (0-1] that must drift for rps_data_drift = 1.
+    #[arg(long, env = "RPS_DRIFT_SHARE", default_value_t = 0.5)]
+    drift_share: f64,
 
     /// Distinct recent input rows (coin, hour) kept for PSI.
     #[arg(long, env = "RPS_DRIFT_WINDOW", default_value_t = 1000)]
@@ -133,9 +138,14 @@ struct DriftArgs {
     #[arg(long, env = "RPS_DRIFT_WINDOW_HOURS", default_value_t = 168)]
     window_hours: u32,
 
-    /// PSI above which a feature has drifted (exit 3).
+    /// PSI above which a feature has drifted; a package with calibration raises it per feature
+    /// to the PSI 99 % of its training windows of the same length stay below.
     #[arg(long, env = "RPS_DRIFT_THRESHOLD", default_value_t = 0.2)]
     threshold: f64,
+
+    /// Share of features (0-1] that must drift for a drift verdict (exit 3).
+    #[arg(long, env = "RPS_DRIFT_SHARE", default_value_t = 0.5)]
+    share: f64,
 
     /// Where to write the JSON report.
     #[arg(long, env = "RPS_DRIFT_REPORT", default_value = "reports/drift.json")]
@@ -204,6 +214,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 cache_dir: a.model.cache_dir(),
                 settings: Settings {
                     psi_threshold: a.psi_threshold,
+                    drift_share: a.drift_share,
                     drift_window: a.drift_window,
                     drift_min_rows: a.drift_min_rows,
                     ph_delta: a.ph_delta,
@@ -224,7 +235,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 model: a.model.spec(),
                 cache_dir: a.model.cache_dir(),
                 window_hours: a.window_hours,
-                threshold: a.threshold,
+                rule: rps_serve::drift::DriftRule {
+                    threshold: a.threshold,
+                    share: a.share,
+                },
                 report: a.report,
                 end: a.end.map(|t| t.timestamp_millis()),
             };

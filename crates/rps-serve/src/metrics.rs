@@ -47,7 +47,8 @@ pub const MODEL_INFO: &str = "rps_model_info";
 pub const MODEL_RELOADS: &str = "rps_model_reloads_total";
 /// PSI of each model input over the recent-inputs window vs the package's reference.
 pub const FEATURE_PSI: &str = "rps_feature_psi";
-/// 1 when any feature's PSI exceeds the threshold.
+/// 1 when at least the drift share of features have a PSI above their limit
+/// ([`crate::drift::DriftRule`]).
 pub const DATA_DRIFT: &str = "rps_data_drift";
 /// Absolute error of past forecasts once the actual close is known, USD.
 pub const FORECAST_ABS_ERROR: &str = "rps_forecast_abs_error_usd";
@@ -227,7 +228,7 @@ impl Metrics {
         );
         r.register(
             DATA_DRIFT,
-            "1 when any feature's PSI exceeds the drift threshold",
+            "1 when at least the drift share of features have a PSI above their calibrated limit",
             m.data_drift.clone(),
         );
         r.register(

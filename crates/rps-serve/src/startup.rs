@@ -94,11 +94,31 @@ pub struct Application {
 }
 
 impl Application {
-    /// Loads the model (failing fast if there is none), opens the store and binds.
+    /// Loads the model, opens the store and binds. A registry alias that points nowhere yet
+    /// is not an error: the server starts without a model (`/ready` 503) and the reload poll
+    /// loads the first one that appears. Anything else wrong with the model fails fast.
     pub async fn build(config: ServeConfig) -> Result<Application> {
+        config
+            .settings
+            .drift_rule()
+            .check()
+            .map_err(|(flag, reason)| ServeError::Usage {
+                flag: if flag == "share" {
+                    "drift-share"
+                } else {
+                    "psi-threshold"
+                },
+                reason,
+            })?;
         let source = config.model.source(&config.cache_dir)?;
-        let candidate = source.probe().await?;
-        let model = source.fetch(&candidate).await?;
+        let model = match source.probe().await {
+            Ok(candidate) => Some(source.fetch(&candidate).await?),
+            Err(e @ ServeError::NoAlias { .. }) => {
+                tracing::warn!(error = %e, "starting without a model; /ready answers 503 until one is promoted");
+                None
+            }
+            Err(e) => return Err(e),
+        };
         let store = Store::open(&config.store)?;
         let state = AppState::new(config.settings, model, source, store);
         let listener =

@@ -25,8 +25,11 @@ pub const EXTRA_BARS: usize = 48;
 /// Runtime knobs of the server.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// PSI above which a feature counts as drifted.
+    /// PSI above which a feature counts as drifted (raised per feature by the package's
+    /// calibration, see [`crate::drift::DriftRule`]).
     pub psi_threshold: f64,
+    /// Share of features that must drift for the data-drift verdict.
+    pub drift_share: f64,
     /// Recent distinct input rows kept for PSI.
     pub drift_window: usize,
     /// Rows needed before PSI is reported.
@@ -53,6 +56,7 @@ impl Default for Settings {
     fn default() -> Self {
         Settings {
             psi_threshold: 0.2,
+            drift_share: 0.5,
             drift_window: 1_000,
             drift_min_rows: 100,
             ph_delta: 0.1,
@@ -63,6 +67,16 @@ impl Default for Settings {
             max_body_bytes: 1 << 20,
             request_timeout: Duration::from_secs(10),
             max_batch: 64,
+        }
+    }
+}
+
+impl Settings {
+    /// The data-drift rule of these settings.
+    pub fn drift_rule(&self) -> crate::drift::DriftRule {
+        crate::drift::DriftRule {
+            threshold: self.psi_threshold,
+            share: self.drift_share,
         }
     }
 }
@@ -111,7 +125,8 @@ pub struct AppState {
 struct Shared {
     settings: Settings,
     metrics: Metrics,
-    model: RwLock<Arc<LoadedModel>>,
+    /// `None` until the first model loads (the server starts before a champion exists).
+    model: RwLock<Option<Arc<LoadedModel>>>,
     source: ModelSource,
     refused_key: Mutex<Option<String>>,
     reload_lock: tokio::sync::Mutex<()>,
@@ -130,10 +145,18 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl AppState {
-    /// Builds the state around an already-loaded model.
-    pub fn new(settings: Settings, model: LoadedModel, source: ModelSource, store: Store) -> Self {
+    /// Builds the state around an already-loaded model, or none yet (then requests that need
+    /// one get 503 `no_model` until the reload poll finds one).
+    pub fn new(
+        settings: Settings,
+        model: Option<LoadedModel>,
+        source: ModelSource,
+        store: Store,
+    ) -> Self {
         let metrics = Metrics::new();
-        metrics.set_model_info(model.info_labels());
+        if let Some(model) = &model {
+            metrics.set_model_info(model.info_labels());
+        }
         let monitor = Monitor::new(
             settings.drift_window,
             settings.ph_delta,
@@ -147,7 +170,7 @@ impl AppState {
             inner: Arc::new(Shared {
                 settings,
                 metrics,
-                model: RwLock::new(Arc::new(model)),
+                model: RwLock::new(model.map(Arc::new)),
                 source,
                 refused_key: Mutex::new(None),
                 reload_lock: tokio::sync::Mutex::new(()),
@@ -161,13 +184,32 @@ impl AppState {
         }
     }
 
-    /// The model serving right now (a request keeps using the one it started with).
-    pub fn model(&self) -> Arc<LoadedModel> {
+    /// The model serving right now, if one has loaded (a request keeps using the one it
+    /// started with).
+    pub fn current_model(&self) -> Option<Arc<LoadedModel>> {
         self.inner
             .model
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    /// The model serving right now, or the 503 `no_model` answer while none has loaded.
+    pub fn model(&self) -> Result<Arc<LoadedModel>, ApiError> {
+        self.current_model().ok_or_else(|| self.no_model())
+    }
+
+    /// The 503 of requests that need a model before the first one has loaded.
+    pub fn no_model(&self) -> ApiError {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no_model",
+            format!(
+                "no model yet: waiting for {} (checked every {:?})",
+                self.source().describe(),
+                self.settings().model_poll_interval
+            ),
+        )
     }
 
     /// The metrics.
@@ -215,7 +257,7 @@ impl AppState {
     /// stay bounded and typos get a clear answer).
     pub fn known_coin(&self, raw: &str, field: &str) -> Result<String, ApiError> {
         let coin = validate::coin_code(raw, field)?;
-        let model = self.model();
+        let model = self.model()?;
         let stored = self
             .inner
             .stored_coins
@@ -369,14 +411,14 @@ impl AppState {
 
     /// A forecast from a client's bars (already validated).
     pub fn forecast_bars(&self, coin: &str, bars: &[Bar]) -> Result<ForecastOut, ApiError> {
-        let model = self.model();
+        let model = self.model()?;
         self.infer(&model, coin, bars, "request")
     }
 
     /// The forecast for a coin's newest stored hour: computed once per (newest bar, model)
     /// and served from the cache after that.
     pub async fn forecast_store(&self, coin: &str) -> Result<ForecastOut, ApiError> {
-        let model = self.model();
+        let model = self.model()?;
         let slot = self.coin_slot(coin);
         if let Some(hit) = slot.read().await.cached(&model.key) {
             return hit.map(|f| ForecastOut {
@@ -473,7 +515,7 @@ impl AppState {
     /// Re-reads one coin from the store; forecasts again if a new bar arrived or the model
     /// changed. Called by the store poller and after a model swap.
     pub async fn refresh_coin(&self, coin: &str) -> Result<(), ApiError> {
-        let model = self.model();
+        let model = self.model()?;
         let tail = self.read_tail(coin, &model).await?;
         let slot = self.coin_slot(coin);
         let mut st = slot.write().await;
@@ -494,6 +536,9 @@ impl AppState {
                     .stored_coins
                     .write()
                     .unwrap_or_else(|p| p.into_inner()) = coins.iter().cloned().collect();
+                if self.current_model().is_none() {
+                    return; // nothing to forecast with yet; the first model triggers a refresh
+                }
                 for coin in coins {
                     if let Err(e) = self.refresh_coin(&coin).await {
                         tracing::warn!(coin, error = %e, "refreshing stored bars failed");
@@ -530,7 +575,7 @@ impl AppState {
         ts: i64,
         close: f64,
     ) -> Result<(bool, Realised, bool), ApiError> {
-        let model = self.model();
+        let model = self.model()?;
         let mut mon = lock(&self.inner.monitor);
         match self.settle(&mut mon, &model.key, coin, ts, close) {
             Offer::Matched(r) => Ok((true, r, mon.ph.drift())),
@@ -551,12 +596,12 @@ impl AppState {
     /// PSI of the recent inputs against the model's reference (cached until either changes);
     /// `None` while fewer than `drift_min_rows` rows were seen. Updates the gauges.
     pub fn psi(&self) -> (Option<PsiSummary>, usize) {
-        let model = self.model();
+        let model = self.current_model();
         let mut mon = lock(&self.inner.monitor);
         let rows = mon.window.len();
-        if rows < self.settings().drift_min_rows {
+        let Some(model) = model.filter(|_| rows >= self.settings().drift_min_rows) else {
             return (None, rows);
-        }
+        };
         if let Some(s) = mon.cached_psi(&model.key) {
             return (Some(s.clone()), rows);
         }
@@ -571,7 +616,7 @@ impl AppState {
             reference,
             rows,
             rows,
-            self.settings().psi_threshold,
+            self.settings().drift_rule(),
             |name| columns.get(name).map(|&c| mon.window.column(c)),
         );
         mon.store_psi(&model.key, summary.clone());
@@ -612,13 +657,17 @@ impl AppState {
         let cand = match self.source().probe().await {
             Ok(c) => c,
             Err(e) => {
-                tracing::warn!(error = %e, "checking for a new model failed");
+                if matches!(e, crate::error::ServeError::NoAlias { .. }) {
+                    tracing::debug!(error = %e, "no model to serve yet");
+                } else {
+                    tracing::warn!(error = %e, "checking for a new model failed");
+                }
                 return ReloadOutcome::ProbeFailed {
                     reason: e.to_string(),
                 };
             }
         };
-        if cand.key == self.model().key {
+        if self.current_model().is_some_and(|m| m.key == cand.key) {
             return ReloadOutcome::Unchanged;
         }
         if lock(&self.inner.refused_key).as_deref() == Some(cand.key.as_str()) {
@@ -646,7 +695,7 @@ impl AppState {
     /// new model; cached forecasts are keyed by model and so recompute on next use.
     pub fn install(&self, model: LoadedModel) {
         self.metrics().set_model_info(model.info_labels());
-        *self.inner.model.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(model);
+        *self.inner.model.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(model));
         let mut mon = lock(&self.inner.monitor);
         mon.on_new_model();
         self.metrics().page_hinkley.set(mon.ph.statistic());

@@ -84,17 +84,25 @@ async fn the_drift_command_exits_0_on_training_data_and_3_on_shifted_data_with_a
     let r: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
     assert_eq!(r["coins"][0]["window_end"], fmt_ms(newest - 100 * HOUR_MS));
     assert_eq!(r["coins"][0]["rows"], 200);
-    // A 200-hour window leaves out the features smoothed over more than 50 hours.
-    let skipped: Vec<&str> = r["coins"][0]["skipped"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap())
-        .collect();
-    assert!(
-        skipped.contains(&"logret_std_168") && !skipped.contains(&"logret_std_24"),
-        "{skipped:?}"
+    // The package calibrates 200-hour windows (its 168-hour spread): no feature is skipped,
+    // and the slow ones are held to their own, higher limit.
+    let c = &r["coins"][0];
+    assert_eq!(c["skipped"], serde_json::json!([]), "{r}");
+    assert!(c["limits"]["logret_std_168"].as_f64().unwrap() > 1.0, "{r}");
+    assert_eq!(c["limits"]["hour_sin"], 0.2, "{r}");
+
+    // The DAG's default: the last week of the training period is not drift, although its
+    // rolling features sit far from the whole training distribution.
+    let out = drift_cmd(store.path(), &report, 168, None);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
     );
+    let r: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert!(r["max_psi"].as_f64().unwrap() > 1.0, "{r}");
+    assert_eq!(r["coins"][0]["drifted"], serde_json::json!([]), "{r}");
 
     // The same hours in a three times more volatile market: drift, exit 3.
     let mut shifted: Vec<Bar> = Vec::new();
@@ -124,6 +132,21 @@ async fn the_drift_command_exits_0_on_training_data_and_3_on_shifted_data_with_a
     assert_eq!(r["drift"], true);
     assert!(r["max_psi"].as_f64().unwrap() > 0.2);
     assert!(r["max_at"].as_str().unwrap().starts_with("BTC/"));
+    // And its last week alone: drift too.
+    let out = drift_cmd(store.path(), &report, 168, None);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("DRIFT, retrain"), "{stdout}");
+    let r: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert!(
+        r["coins"][0]["drifted_share"].as_f64().unwrap() >= 0.5,
+        "{r}"
+    );
 }
 
 #[test]
@@ -179,7 +202,8 @@ fn start_serve(args: &[&str], env: &[(&str, &str)]) -> (std::process::Child, Str
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut text = String::new();
-    for _ in 0..4 {
+    // The message ends with the line saying how to stop the server.
+    while !text.contains("Ctrl-C") {
         text.push_str(&lines.next().unwrap().unwrap());
         text.push('\n');
     }
@@ -251,6 +275,84 @@ async fn serve_loads_the_champion_from_mlflow_and_follows_its_alias() {
         followed,
         "the server follows models:/{name}@champion to version {v2}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_starts_without_a_champion_and_becomes_ready_when_one_is_promoted() {
+    let reg_dir = TempDir::new().unwrap();
+    let store = TempDir::new().unwrap();
+    let (mut child, base, text) = start_serve(
+        &[
+            "--registry",
+            reg_dir.path().to_str().unwrap(),
+            "--model-name",
+            MODEL_NAME,
+            "--poll-interval",
+            "200ms",
+            "--store",
+            store.path().to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(text.contains("no model yet"), "{text}");
+    let client = ::reqwest::Client::new();
+    let get = |path: &str| client.get(format!("{base}{path}")).send();
+
+    let r = get("/health").await.unwrap();
+    assert_eq!(r.status(), 200);
+    let r = get("/ready").await.unwrap();
+    assert_eq!(r.status(), 503);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["ready"], false, "{body}");
+    assert!(body["model_version"].is_null(), "{body}");
+    assert!(
+        body["detail"].as_str().unwrap().contains("no model yet"),
+        "{body}"
+    );
+    let r = client
+        .post(format!("{base}/predict"))
+        .json(&serde_json::json!({"coin": COIN}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "no_model", "{body}");
+    let metrics = get("/metrics").await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("rps_http_requests_total"), "{metrics}");
+
+    // A first champion appears in the registry: the same process loads it.
+    let reg = rps_mlflow::Registry::Local(rps_mlflow::LocalRegistry::open(reg_dir.path()).unwrap());
+    let v1 = crate::reload::promote_as(&reg, MODEL_NAME, package()).await;
+    let ready = eventually(30, || async {
+        match get("/ready").await {
+            Ok(r) if r.status() == 200 => {
+                let body: Value = r.json().await.unwrap();
+                body["model_version"] == v1.as_str()
+            }
+            _ => false,
+        }
+    })
+    .await;
+    let n = {
+        let m: Value = get("/model").await.unwrap().json().await.unwrap();
+        m["min_bars"].as_u64().unwrap() as usize
+    };
+    let w = window_ending(hour_in_training(10), n);
+    let r = client
+        .post(format!("{base}/predict"))
+        .json(&serde_json::json!({"coin": COIN, "bars": bars_json(w)}))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        ready,
+        "/ready turns 200 with version {v1} without a restart"
+    );
+    assert_eq!(status, 200);
 }
 
 mod http {

@@ -57,7 +57,7 @@ async fn the_training_distribution_keeps_psi_below_the_threshold() {
     assert_eq!(d["data_ready"], true, "{d}");
     assert_eq!(d["data"]["drift"], false, "{d}");
     assert!(d["data"]["max_psi"].as_f64().unwrap() < 0.2, "{d}");
-    let n_ref = app.state.model().meta().reference.len();
+    let n_ref = app.state.current_model().unwrap().meta().reference.len();
     assert_eq!(
         d["data"]["psi"].as_object().unwrap().len(),
         n_ref,
@@ -136,4 +136,49 @@ async fn realised_errors_that_grow_raise_concept_drift_and_ordinary_errors_do_no
             > d["concept"]["lambda"].as_f64().unwrap()
     );
     assert_eq!(sample(&m, "rps_forecast_abs_error_usd_count"), Some(80.0));
+}
+
+/// The newest `hours` feature rows of the training period, with their warm-up bars.
+fn recent_training(hours: usize) -> &'static [Bar] {
+    let r = reference_bars();
+    &r[r.len() - hours - rps_core::features::spec().warmup..]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_models_own_recent_weeks_are_not_flagged_and_tripled_volatility_is() {
+    for hours in [168usize, 1000] {
+        let opts = || Opts {
+            settings: Settings {
+                drift_window: hours,
+                drift_min_rows: 24,
+                ..Opts::default().settings
+            },
+            ..Opts::default()
+        };
+        let recent = recent_training(hours);
+
+        let app = spawn_app_with(opts()).await;
+        feed(&app, recent).await;
+        let d: Value = app.get("/drift").await.json().await.unwrap();
+        assert_eq!(d["data"]["rows"], hours, "{d}");
+        if hours == 168 {
+            // What the fixed 0.2 threshold got wrong: a week of rolling features sits far
+            // from the whole training distribution without any drift.
+            assert!(
+                d["data"]["psi"]["logret_std_24"].as_f64().unwrap() > 1.0,
+                "{d}"
+            );
+        }
+        assert!(d["data"]["drifted_share"].as_f64().unwrap() < 0.1, "{d}");
+        assert_eq!(d["data"]["drift"], false, "{hours} h of training data: {d}");
+        assert!(d["data"]["skipped"].as_array().unwrap().is_empty(), "{d}");
+        assert_eq!(sample(&app.metrics().await, "rps_data_drift"), Some(0.0));
+
+        let app = spawn_app_with(opts()).await;
+        feed(&app, &amplified(recent, 3.0)).await;
+        let d: Value = app.get("/drift").await.json().await.unwrap();
+        assert_eq!(d["data"]["drift"], true, "{hours} h, volatility x3: {d}");
+        assert!(d["data"]["drifted_share"].as_f64().unwrap() > 0.7, "{d}");
+        assert_eq!(sample(&app.metrics().await, "rps_data_drift"), Some(1.0));
+    }
 }

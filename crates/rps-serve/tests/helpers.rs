@@ -322,7 +322,7 @@ impl TestApp {
 
     /// `min_bars` of the served model.
     pub fn min_bars(&self) -> usize {
-        self.state.model().forecaster.min_bars()
+        self.state.current_model().unwrap().forecaster.min_bars()
     }
 
     /// POSTs /predict with the window ending at hour `newest`; returns (status, body).

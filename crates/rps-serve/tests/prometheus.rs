@@ -152,7 +152,7 @@ async fn prometheus_scrapes_the_server_and_every_dashboard_query_returns_series(
     let info = prom.query(&client, "rps_model_info").await;
     assert_eq!(
         info[0]["metric"]["version"],
-        app.state.model().version.as_str()
+        app.state.current_model().unwrap().version.as_str()
     );
 
     for (title, expr) in dashboard_queries() {

@@ -63,7 +63,10 @@ async fn a_window_of_bars_gets_a_next_hour_forecast_with_nested_intervals() {
         "{iv:?}"
     );
     assert_eq!(f["model"]["name"], MODEL_NAME);
-    assert_eq!(f["model"]["version"], app.state.model().version.as_str());
+    assert_eq!(
+        f["model"]["version"],
+        app.state.current_model().unwrap().version.as_str()
+    );
 
     // The same window again gives the same forecast (deterministic model).
     let (_, again) = app.predict_at(newest).await;
@@ -310,7 +313,7 @@ async fn metrics_are_openmetrics_with_the_model_identity() {
             .starts_with("application/openmetrics-text")
     );
     let m = r.text().await.unwrap();
-    let v = app.state.model().version.clone();
+    let v = app.state.current_model().unwrap().version.clone();
     assert!(m.contains(&format!(r#"version="{v}""#)), "{m}");
     assert!(m.contains(&format!(r#"spec_hash="{}""#, spec().hash)));
     assert_eq!(

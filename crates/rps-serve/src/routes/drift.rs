@@ -17,6 +17,7 @@ pub async fn drift(State(state): State<AppState>) -> Json<DriftOut> {
     let data_ready = summary.is_some();
     let data = summary.unwrap_or(PsiSummary {
         threshold: settings.psi_threshold,
+        share_needed: settings.drift_share,
         rows,
         ..PsiSummary::default()
     });

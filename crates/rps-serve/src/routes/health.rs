@@ -2,6 +2,7 @@
 
 use axum::Json;
 use axum::extract::State;
+use axum::http::StatusCode;
 
 use crate::api::{HealthOut, ReadyOut};
 use crate::state::AppState;
@@ -17,13 +18,31 @@ pub async fn health(State(state): State<AppState>) -> Json<HealthOut> {
     })
 }
 
-/// Readiness: a model is loaded. The server only starts listening once the first model has
-/// loaded, and a failed reload keeps the old one, so this stays 200 for the process's life.
+/// Readiness: a model is loaded. A server started before any champion existed answers 503
+/// until the reload poll loads the first one; after that a failed reload keeps the old model,
+/// so this stays 200 for the rest of the process's life.
 #[utoipa::path(get, path = "/ready", tag = "service",
-    responses((status = 200, description = "A model is loaded", body = ReadyOut)))]
-pub async fn ready(State(state): State<AppState>) -> Json<ReadyOut> {
-    Json(ReadyOut {
-        ready: true,
-        model_version: state.model().version.clone(),
-    })
+    responses(
+        (status = 200, description = "A model is loaded", body = ReadyOut),
+        (status = 503, description = "No model yet (the registry alias points nowhere)", body = ReadyOut),
+    ))]
+pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<ReadyOut>) {
+    match state.current_model() {
+        Some(m) => (
+            StatusCode::OK,
+            Json(ReadyOut {
+                ready: true,
+                model_version: Some(m.version.clone()),
+                detail: None,
+            }),
+        ),
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(ReadyOut {
+                ready: false,
+                model_version: None,
+                detail: Some(state.no_model().detail),
+            }),
+        ),
+    }
 }

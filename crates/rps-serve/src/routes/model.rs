@@ -5,15 +5,19 @@ use axum::extract::State;
 use rps_core::time::fmt_ms;
 
 use crate::api::ModelOut;
+use crate::error::{ApiError, ErrorBody};
 use crate::state::AppState;
 
 /// The served model: identity, training time, feature spec, window sizes, metrics.
 #[utoipa::path(get, path = "/model", tag = "model",
-    responses((status = 200, description = "The served model", body = ModelOut)))]
-pub async fn model(State(state): State<AppState>) -> Json<ModelOut> {
-    let m = state.model();
+    responses(
+        (status = 200, description = "The served model", body = ModelOut),
+        (status = 503, description = "No model yet (`no_model`)", body = ErrorBody),
+    ))]
+pub async fn model(State(state): State<AppState>) -> Result<Json<ModelOut>, ApiError> {
+    let m = state.model()?;
     let meta = m.meta();
-    Json(ModelOut {
+    Ok(Json(ModelOut {
         name: meta.name.clone(),
         version: m.version.clone(),
         run_id: meta.run_id.clone(),
@@ -29,5 +33,5 @@ pub async fn model(State(state): State<AppState>) -> Json<ModelOut> {
         metrics: meta.metrics.clone(),
         source: m.source.clone(),
         loaded_at: fmt_ms(m.loaded_at_ms),
-    })
+    }))
 }

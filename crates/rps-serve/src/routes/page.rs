@@ -99,7 +99,18 @@ fn chart(bars: &[Bar], forecast: Option<&ForecastOut>) -> Option<Chart> {
 #[utoipa::path(get, path = "/", tag = "service",
     responses((status = 200, description = "HTML page: closes, forecasts, errors, drift", content_type = "text/html", body = String)))]
 pub async fn index(State(state): State<AppState>) -> Response {
-    let model = state.model();
+    let Some(model) = state.current_model() else {
+        let detail = state.no_model().detail;
+        return (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            Html(format!(
+                "<!doctype html><meta charset=\"utf-8\"><title>rps-serve</title>\
+                 <meta http-equiv=\"refresh\" content=\"10\"><h1>rps-serve</h1><p>{}</p>",
+                detail.replace('&', "&amp;").replace('<', "&lt;")
+            )),
+        )
+            .into_response();
+    };
     let recent = state.recent_bars(CHART_BARS).await;
     let (psi, rows) = state.psi();
     let (latest, forecasts, realised, ph) = state.with_monitor(|m| {
@@ -160,7 +171,9 @@ pub async fn index(State(state): State<AppState>) -> Response {
         psi_ready => psi.is_some(),
         psi_rows => Serde(&psi_rows),
         psi_max => psi.as_ref().map(|s| s.max_psi),
-        psi_threshold => settings.psi_threshold,
+        drifted => psi.as_ref().map_or(0, |s| s.drifted.len()),
+        evaluated => psi.as_ref().map_or(0, |s| s.psi.len()),
+        share_needed => settings.drift_share,
         window_rows => rows,
         min_rows => settings.drift_min_rows,
         concept_drift => ph.0, ph_stat => ph.1, ph_lambda => ph.2, ph_samples => ph.3,

@@ -19,7 +19,7 @@ fn check(state: &AppState, req: &PredictRequest, at: &str) -> Result<Checked, Ap
     let coin = state.known_coin(&req.coin, &format!("{at}coin"))?;
     let bars = match &req.bars {
         Some(bars) => {
-            let min = state.model().forecaster.min_bars();
+            let min = state.model()?.forecaster.min_bars();
             let now = chrono::Utc::now().timestamp_millis();
             let bars = validate::window(&coin, bars, min, now).map_err(|mut e| {
                 e.detail = format!("{at}{}", e.detail);
@@ -57,7 +57,7 @@ async fn run(state: &AppState, (coin, bars): Checked) -> Result<ForecastOut, Api
         (status = 413, description = "Body larger than the limit (`payload_too_large`)", body = ErrorBody),
         (status = 415, description = "Content type is not JSON", body = ErrorBody),
         (status = 422, description = "Wrong types or values (`invalid_request`: NaN/inf/non-positive prices, unsorted, gapped or too-short windows), `unknown_coin`, `no_data`, `insufficient_history`, or the seed's request shape (`legacy_request_shape`)", body = ErrorBody),
-        (status = 503, description = "The store could not be read (`store_unavailable`)", body = ErrorBody),
+        (status = 503, description = "The store could not be read (`store_unavailable`), or no model has loaded yet (`no_model`)", body = ErrorBody),
     ))]
 pub async fn predict(
     State(state): State<AppState>,
