@@ -303,17 +303,27 @@ fn push_segment(frame: &mut FeatureFrame, seg: &[Bar], warmup: usize) {
     let hour_cos: [f64; 24] = std::array::from_fn(|h| (TAU * h as f64 / 24.0).cos());
     let dow_sin: [f64; 7] = std::array::from_fn(|d| (TAU * d as f64 / 7.0).sin());
     let dow_cos: [f64; 7] = std::array::from_fn(|d| (TAU * d as f64 / 7.0).cos());
-    let mut rolls: Vec<Roll> = FEATURES
+    // One rolling window per distinct (series, width): `logret_mean_w` and `logret_std_w`
+    // read the same window, so its sums are updated once per row, not once per feature.
+    let mut windows: Vec<(Series, usize)> = Vec::new();
+    let window_of: Vec<usize> = FEATURES
         .iter()
-        .map(|d| match d.kind {
-            Kind::CloseMean(w)
-            | Kind::CloseRelMean(w)
-            | Kind::LogRetMean(w)
-            | Kind::LogRetStd(w)
-            | Kind::VolumeZ(w) => Roll::new(w),
-            _ => Roll::new(1),
+        .map(|d| {
+            let key = match d.kind {
+                Kind::CloseMean(w) | Kind::CloseRelMean(w) => (Series::Close, w),
+                Kind::LogRetMean(w) | Kind::LogRetStd(w) => (Series::LogRet, w),
+                Kind::VolumeZ(w) => (Series::Volume, w),
+                // Not read for these kinds.
+                _ => return usize::MAX,
+            };
+            windows.iter().position(|k| *k == key).unwrap_or_else(|| {
+                windows.push(key);
+                windows.len() - 1
+            })
         })
         .collect();
+    let mut rolls: Vec<Roll> = windows.iter().map(|&(_, w)| Roll::new(w)).collect();
+    let mut stats: Vec<Stats> = rolls.iter().map(|r| r.sums).collect();
 
     frame.values.reserve((n - warmup) * FEATURES.len());
     frame.ts.reserve(n - warmup);
@@ -334,7 +344,15 @@ fn push_segment(frame: &mut FeatureFrame, seg: &[Bar], warmup: usize) {
         };
         frame.target_close_1h.push(tc);
         frame.target_logret_1h.push(tl);
-        for (d, roll) in FEATURES.iter().zip(rolls.iter_mut()) {
+        for ((&(series, _), roll), st) in windows.iter().zip(&mut rolls).zip(&mut stats) {
+            let xs = match series {
+                Series::Close => &close,
+                Series::LogRet => &logret,
+                Series::Volume => &volume,
+            };
+            *st = roll.next(xs, i);
+        }
+        for (d, &r) in FEATURES.iter().zip(&window_of) {
             let v = match d.kind {
                 Kind::Lag1Close => close[i - 1],
                 Kind::Hour => hour as f64,
@@ -345,12 +363,12 @@ fn push_segment(frame: &mut FeatureFrame, seg: &[Bar], warmup: usize) {
                 Kind::HourCos => hour_cos[hour],
                 Kind::DowSin => dow_sin[dow],
                 Kind::DowCos => dow_cos[dow],
-                Kind::CloseMean(_) => roll.next(&close, i).mean(),
-                Kind::CloseRelMean(_) => close[i] / roll.next(&close, i).mean() - 1.0,
-                Kind::LogRetMean(_) => roll.next(&logret, i).mean(),
-                Kind::LogRetStd(_) => roll.next(&logret, i).std(),
+                Kind::CloseMean(_) => stats[r].mean(),
+                Kind::CloseRelMean(_) => close[i] / stats[r].mean() - 1.0,
+                Kind::LogRetMean(_) => stats[r].mean(),
+                Kind::LogRetStd(_) => stats[r].std(),
                 Kind::VolumeZ(_) => {
-                    let s = roll.next(&volume, i);
+                    let s = stats[r];
                     let (v, mean, std) = (volume[i], s.mean(), s.std());
                     // A (near-)constant window has no scale: "no deviation", not ±inf.
                     if v.is_finite() && s.n >= 2 && std > 16.0 * f64::EPSILON * mean.abs() {
@@ -363,6 +381,14 @@ fn push_segment(frame: &mut FeatureFrame, seg: &[Bar], warmup: usize) {
             frame.values.push(v);
         }
     }
+}
+
+/// The input series a rolling window reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Series {
+    Close,
+    LogRet,
+    Volume,
 }
 
 /// Rows per block when converting between row-major and column-major layouts.
