@@ -181,16 +181,8 @@ impl Fwd<'_> {
         let g = 4 * h;
         let (hi, ai) = (self.state_slot(t), self.step_slot(t));
         let srcs = [
-            Src {
-                data: &self.xs[t * b * f..(t + 1) * b * f],
-                rs: f,
-                k: f,
-            },
-            Src {
-                data: &self.hs[hi * b * h..(hi + 1) * b * h],
-                rs: h,
-                k: h,
-            },
+            Src::rows(&self.xs[t * b * f..(t + 1) * b * f], f, f),
+            Src::rows(&self.hs[hi * b * h..(hi + 1) * b * h], h, h),
         ];
         small_gemm::gemm(
             b,
@@ -226,13 +218,16 @@ impl Fwd<'_> {
             kernels::sigmoid_inplace(&mut a[..2 * h]);
             kernels::tanh_inplace(&mut a[2 * h..3 * h]);
             kernels::sigmoid_inplace(&mut a[3 * h..]);
+            // Every slice re-cut to `[..h]` so the compiler sees equal lengths, drops the
+            // bounds checks and vectorises the loop.
             let (ig, rest) = a.split_at(h);
             let (fg, rest) = rest.split_at(h);
             let (gg, og) = rest.split_at(h);
-            let cp = &c_prev[b * h..(b + 1) * h];
-            let cn = &mut c_next[b * h..(b + 1) * h];
-            let tc = &mut tcs[b * h..(b + 1) * h];
-            let hn = &mut h_next[b * h..(b + 1) * h];
+            let og = &og[..h];
+            let cp = &c_prev[b * h..][..h];
+            let cn = &mut c_next[b * h..][..h];
+            let tc = &mut tcs[b * h..][..h];
+            let hn = &mut h_next[b * h..][..h];
             for j in 0..h {
                 cn[j] = fg[j] * cp[j] + ig[j] * gg[j];
                 tc[j] = kernels::tanh(cn[j]);
@@ -282,8 +277,8 @@ struct BwdStep<'a> {
 impl pulp::WithSimd for BwdStep<'_> {
     type Output = ();
     #[inline(always)]
-    fn with_simd<S: pulp::Simd>(self, _simd: S) {
-        backward_step(self.c, self.t, self.dh, self.dc, self.dz, self.db)
+    fn with_simd<S: pulp::Simd>(self, simd: S) {
+        backward_step(simd, self.c, self.t, self.dh, self.dc, self.dz, self.db)
     }
 }
 
@@ -366,7 +361,6 @@ fn forward(
         tanh_c,
         ..
     } = st;
-    give(wp.into_buf());
     let cache = if keep {
         let mut wcopy = take(g * cols);
         wcopy.copy_from_slice(w_all);
@@ -391,7 +385,15 @@ fn forward(
 /// The element-wise part of BPTT at step `t`: gate pre-activation gradients `dz` (`[B, 4H]`)
 /// from the incoming `dh`, the cell gradient carried to step `t - 1`, and the bias gradient.
 #[inline(always)]
-fn backward_step(c: &Cache, t: usize, dh: &[f32], dc: &mut [f32], dzs: &mut [f32], db: &mut [f32]) {
+fn backward_step<S: pulp::Simd>(
+    simd: S,
+    c: &Cache,
+    t: usize,
+    dh: &[f32],
+    dc: &mut [f32],
+    dzs: &mut [f32],
+    db: &mut [f32],
+) {
     let Dims {
         batch, hidden: h, ..
     } = c.dims;
@@ -404,39 +406,79 @@ fn backward_step(c: &Cache, t: usize, dh: &[f32], dc: &mut [f32], dzs: &mut [f32
         let (ig, rest) = a.split_at(h);
         let (fg, rest) = rest.split_at(h);
         let (gg, og) = rest.split_at(h);
-        let tc = &tcs[b * h..(b + 1) * h];
-        let cp = &cps[b * h..(b + 1) * h];
-        let dhb = &dh[b * h..(b + 1) * h];
-        let dcb = &mut dc[b * h..(b + 1) * h];
-        let z = &mut dzs[b * g..(b + 1) * g];
+        let z = &mut dzs[b * g..][..g];
         let (zi, rest) = z.split_at_mut(h);
         let (zf, rest) = rest.split_at_mut(h);
         let (zg, zo) = rest.split_at_mut(h);
-        for j in 0..h {
-            let dcj = dcb[j] + dhb[j] * og[j] * (1.0 - tc[j] * tc[j]);
-            zi[j] = dcj * gg[j] * ig[j] * (1.0 - ig[j]);
-            zf[j] = dcj * cp[j] * fg[j] * (1.0 - fg[j]);
-            zg[j] = dcj * ig[j] * (1.0 - gg[j] * gg[j]);
-            zo[j] = dhb[j] * tc[j] * og[j] * (1.0 - og[j]);
-            dcb[j] = dcj * fg[j];
-        }
+        let ins = [
+            ig,
+            fg,
+            gg,
+            &og[..h],
+            &tcs[b * h..][..h],
+            &cps[b * h..][..h],
+            &dh[b * h..][..h],
+        ];
+        let outs = [zi, zf, zg, &mut zo[..h]];
+        bwd_cell(simd, ins, outs, &mut dc[b * h..][..h]);
         for (acc, v) in db.iter_mut().zip(z.iter()) {
             *acc += v;
         }
     }
 }
 
-/// `src` (`rows × cols`, row-major) transposed into `dst` (`cols × rows`).
-fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
-    const TILE: usize = 16;
-    for r0 in (0..rows).step_by(TILE) {
-        for c0 in (0..cols).step_by(TILE) {
-            for r in r0..(r0 + TILE).min(rows) {
-                for c in c0..(c0 + TILE).min(cols) {
-                    dst[c * rows + r] = src[r * cols + c];
-                }
-            }
-        }
+/// The BPTT cell formulas for one window: inputs `[i, f, g, o, tanh c_t, c_{t-1}, dh_t]`,
+/// outputs `[dz_i, dz_f, dz_g, dz_o]`, and `dc` (in: from step t + 1, out: to step t - 1).
+/// Written with explicit SIMD vectors: with this many streams LLVM keeps the plain loop
+/// scalar.
+#[inline(always)]
+fn bwd_cell<S: pulp::Simd>(simd: S, ins: [&[f32]; 7], outs: [&mut [f32]; 4], dc: &mut [f32]) {
+    let [ig, fg, gg, og, tc, cp, dh] = ins;
+    let [zi, zf, zg, zo] = outs;
+    let (v_ig, s_ig) = S::as_simd_f32s(ig);
+    let (v_fg, s_fg) = S::as_simd_f32s(fg);
+    let (v_gg, s_gg) = S::as_simd_f32s(gg);
+    let (v_og, s_og) = S::as_simd_f32s(og);
+    let (v_tc, s_tc) = S::as_simd_f32s(tc);
+    let (v_cp, s_cp) = S::as_simd_f32s(cp);
+    let (v_dh, s_dh) = S::as_simd_f32s(dh);
+    let (v_zi, s_zi) = S::as_mut_simd_f32s(zi);
+    let (v_zf, s_zf) = S::as_mut_simd_f32s(zf);
+    let (v_zg, s_zg) = S::as_mut_simd_f32s(zg);
+    let (v_zo, s_zo) = S::as_mut_simd_f32s(zo);
+    let (v_dc, s_dc) = S::as_mut_simd_f32s(dc);
+    let one = simd.splat_f32s(1.0);
+    for j in 0..v_ig.len() {
+        let (i, f, g, o) = (v_ig[j], v_fg[j], v_gg[j], v_og[j]);
+        let (tc, dh) = (v_tc[j], v_dh[j]);
+        // dc = dc_next + dh·o·(1 - tanh²c)
+        let dtanh = simd.sub_f32s(one, simd.mul_f32s(tc, tc));
+        let dcj = simd.mul_add_f32s(simd.mul_f32s(dh, o), dtanh, v_dc[j]);
+        v_zi[j] = simd.mul_f32s(
+            simd.mul_f32s(dcj, g),
+            simd.mul_f32s(i, simd.sub_f32s(one, i)),
+        );
+        v_zf[j] = simd.mul_f32s(
+            simd.mul_f32s(dcj, v_cp[j]),
+            simd.mul_f32s(f, simd.sub_f32s(one, f)),
+        );
+        v_zg[j] = simd.mul_f32s(
+            simd.mul_f32s(dcj, i),
+            simd.sub_f32s(one, simd.mul_f32s(g, g)),
+        );
+        v_zo[j] = simd.mul_f32s(
+            simd.mul_f32s(dh, tc),
+            simd.mul_f32s(o, simd.sub_f32s(one, o)),
+        );
+        v_dc[j] = simd.mul_f32s(dcj, f);
+    }
+    for j in 0..s_ig.len() {
+        let dcj = s_dc[j] + s_dh[j] * s_og[j] * (1.0 - s_tc[j] * s_tc[j]);
+        s_zi[j] = dcj * s_gg[j] * s_ig[j] * (1.0 - s_ig[j]);
+        s_zf[j] = dcj * s_cp[j] * s_fg[j] * (1.0 - s_fg[j]);
+        s_zg[j] = dcj * s_ig[j] * (1.0 - s_gg[j] * s_gg[j]);
+        s_zo[j] = s_dh[j] * s_tc[j] * s_og[j] * (1.0 - s_og[j]);
+        s_dc[j] = dcj * s_fg[j];
     }
 }
 
@@ -448,7 +490,7 @@ fn backward(c: &Cache, grad_h: &[f32]) -> Vec<f32> {
     let rows = batch * steps;
     // dh_{t-1} = dz_t · W_hh: W_hh as stored is the `[4H, H]` right-hand side.
     let w_hh = Packed::from_fn(g, h, |kk, j| c.w[kk * cols + f + j]);
-    let mut dzp = Packed::zeroed(rows, g, take(0));
+    let mut dzp = Packed::for_rows(rows, g, take(rows * g));
     let mut dz = take(batch * g);
     let mut dh = grad_h.to_vec();
     let mut dc = vec![0f32; batch * h];
@@ -465,27 +507,17 @@ fn backward(c: &Cache, grad_h: &[f32]) -> Vec<f32> {
         });
         dzp.set_rows(t * batch, &dz);
         if t > 0 {
-            let src = [Src {
-                data: &dz,
-                rs: g,
-                k: g,
-            }];
+            let src = [Src::rows(&dz, g, g)];
             small_gemm::gemm(batch, &src, &w_hh, &mut dh, h, Init::Zero);
         }
     }
-    // Weight gradients over all steps at once: dW_ihᵀ = Xᵀ · dZ, dW_hhᵀ = H_inᵀ · dZ.
-    let mut xt = take(f * rows);
-    transpose(&c.xs[..rows * f], rows, f, &mut xt);
-    let mut ht = take(h * rows);
-    transpose(&c.hs[..rows * h], rows, h, &mut ht);
+    // Weight gradients over all steps at once: dW_ihᵀ = Xᵀ · dZ, dW_hhᵀ = H_inᵀ · dZ
+    // (X and H_in read transposed in place; rows of all three are step-major).
     let mut dwt = take((f + h) * g);
-    for (data, m, out) in [(&xt, f, 0..f * g), (&ht, h, f * g..(f + h) * g)] {
-        let src = [Src {
-            data,
-            rs: rows,
-            k: rows,
-        }];
-        small_gemm::gemm(m, &src, &dzp, &mut dwt[out], g, Init::Zero);
+    let xt = Src::transposed(&c.xs[..rows * f], f, rows);
+    let ht = Src::transposed(&c.hs[..rows * h], h, rows);
+    for (src, m, out) in [(xt, f, 0..f * g), (ht, h, f * g..(f + h) * g)] {
+        small_gemm::gemm(m, &[src], &dzp, &mut dwt[out], g, Init::Zero);
     }
     let mut out = vec![0f32; g * cols];
     for (r, o) in out.chunks_exact_mut(cols).enumerate() {
@@ -495,7 +527,8 @@ fn backward(c: &Cache, grad_h: &[f32]) -> Vec<f32> {
         o[f + h] = db[r];
         o[f + h + 1] = db[r];
     }
-    for v in [xt, ht, dwt, dz, dzp.into_buf(), w_hh.into_buf()] {
+    // (The small packed weights are not pooled: only the large per-pass buffers are.)
+    for v in [dwt, dz, dzp.into_buf()] {
         give(v);
     }
     out

@@ -102,6 +102,21 @@ impl Packed {
         }
     }
 
+    /// A `k × n` matrix in `buf`'s storage whose every row the caller overwrites with
+    /// [`Packed::set_rows`]: only the padding columns are zeroed (none when `nb` divides `n`).
+    pub fn for_rows(k: usize, n: usize, mut buf: Vec<f32>) -> Packed {
+        let nb = block_width(isa());
+        if n % nb != 0 {
+            return Packed::zeroed(k, n, buf);
+        }
+        buf.resize(n / nb * k * nb, 0.0);
+        buf.truncate(n / nb * k * nb);
+        let mut p = Packed::zeroed(0, n, Vec::new());
+        p.k = k;
+        p.data = buf;
+        p
+    }
+
     /// Overwrites rows `k0..k0 + rows.len() / n` with a row-major block of rows.
     pub fn set_rows(&mut self, k0: usize, rows: &[f32]) {
         let (n, nb, k) = (self.n, self.nb, self.k);
@@ -123,13 +138,32 @@ impl Packed {
     }
 }
 
-/// One part of the left operand: rows `i < m` at `data[i·rs ..][..k]`, covering the next `k`
-/// rows of `B`.
+/// One part of the left operand: `A[i, kk] = data[i·rs + kk·cs]` for `i < m`, `kk < k`,
+/// covering the next `k` rows of `B`. `cs = 1` is a row-major block; `rs = 1` reads a
+/// row-major matrix transposed (the weight gradients read `Xᵀ` and `H_inᵀ` that way).
 #[derive(Debug, Clone, Copy)]
 pub struct Src<'a> {
     pub data: &'a [f32],
     pub rs: usize,
+    pub cs: usize,
     pub k: usize,
+}
+
+impl<'a> Src<'a> {
+    /// A row-major block: rows `rs` apart, `k` values each.
+    pub fn rows(data: &'a [f32], rs: usize, k: usize) -> Src<'a> {
+        Src { data, rs, cs: 1, k }
+    }
+
+    /// The transpose of a row-major `k × m` matrix with rows `row_len` apart.
+    pub fn transposed(data: &'a [f32], row_len: usize, k: usize) -> Src<'a> {
+        Src {
+            data,
+            rs: 1,
+            cs: row_len,
+            k,
+        }
+    }
 }
 
 /// What the product starts from.
@@ -163,7 +197,7 @@ pub fn gemm(m: usize, srcs: &[Src<'_>], b: &Packed, c: &mut [f32], c_rs: usize, 
     }
     for s in srcs {
         assert!(
-            s.k == 0 || s.data.len() >= (m - 1) * s.rs + s.k,
+            s.k == 0 || s.data.len() > (m - 1) * s.rs + (s.k - 1) * s.cs,
             "small_gemm: source too short"
         );
     }
@@ -224,7 +258,7 @@ impl Job<'_, '_> {
                 let mut k0 = 0;
                 for s in srcs {
                     for kk in 0..s.k {
-                        acc += s.data[i * s.rs + kk] * block[(k0 + kk) * b.nb + jc];
+                        acc += s.data[i * s.rs + kk * s.cs] * block[(k0 + kk) * b.nb + jc];
                     }
                     k0 += s.k;
                 }
@@ -328,18 +362,33 @@ fn rows<S: Simd, const V: usize, const R: usize>(
             continue;
         }
         let len = hi - lo;
-        let a: [&[f32]; R] = std::array::from_fn(|r| {
-            let start = (i + r) * s.rs + (lo - (s0 - s.k));
-            &s.data[start..start + len]
-        });
         let (bv, _) = S::as_simd_f32s(&block[lo * nb..hi * nb]);
         let bv = &bv[..len * V];
-        for kk in 0..len {
-            let bk: [S::f32s; V] = std::array::from_fn(|v| bv[kk * V + v]);
-            for r in 0..R {
-                let av = simd.splat_f32s(a[r][kk]);
-                for v in 0..V {
-                    acc[r][v] = simd.mul_add_f32s(av, bk[v], acc[r][v]);
+        let first = lo - (s0 - s.k);
+        if s.cs == 1 {
+            let a: [&[f32]; R] = std::array::from_fn(|r| {
+                let start = (i + r) * s.rs + first;
+                &s.data[start..start + len]
+            });
+            for kk in 0..len {
+                let bk: [S::f32s; V] = std::array::from_fn(|v| bv[kk * V + v]);
+                for r in 0..R {
+                    let av = simd.splat_f32s(a[r][kk]);
+                    for v in 0..V {
+                        acc[r][v] = simd.mul_add_f32s(av, bk[v], acc[r][v]);
+                    }
+                }
+            }
+        } else {
+            let a = &s.data[i * s.rs + first * s.cs..];
+            for kk in 0..len {
+                let bk: [S::f32s; V] = std::array::from_fn(|v| bv[kk * V + v]);
+                let ak = &a[kk * s.cs..];
+                for r in 0..R {
+                    let av = simd.splat_f32s(ak[r * s.rs]);
+                    for v in 0..V {
+                        acc[r][v] = simd.mul_add_f32s(av, bk[v], acc[r][v]);
+                    }
                 }
             }
         }
@@ -393,11 +442,7 @@ mod tests {
             let want = reference(m, n, k, &a, a_rs, &b);
             let packed = Packed::new(&b, k, n);
             let c_rs = n + 2;
-            let whole = [Src {
-                data: &a,
-                rs: a_rs,
-                k,
-            }];
+            let whole = [Src::rows(&a, a_rs, k)];
             let mut c = vec![1f32; m * c_rs];
             gemm(m, &whole, &packed, &mut c, c_rs, Init::Accumulate);
             for i in 0..m {
@@ -427,24 +472,37 @@ mod tests {
                 tail[i * tail_rs..i * tail_rs + k - k1]
                     .copy_from_slice(&a[i * a_rs + k1..i * a_rs + k]);
             }
-            let split = [
-                Src {
-                    data: &a,
-                    rs: a_rs,
-                    k: k1,
-                },
-                Src {
-                    data: &tail,
-                    rs: tail_rs,
-                    k: k - k1,
-                },
-            ];
+            let split = [Src::rows(&a, a_rs, k1), Src::rows(&tail, tail_rs, k - k1)];
             gemm(m, &split, &packed, &mut c, c_rs, Init::Bias(&bias));
             for i in 0..m {
                 for j in 0..n {
                     assert!(
                         (c[i * c_rs + j] - bias[j] - want[i * n + j]).abs() < 1e-3,
                         "split {m}x{n}x{k} at {i},{j}"
+                    );
+                }
+            }
+            // And A read transposed from a row-major k × m matrix with padded rows.
+            let at_rs = m + 1;
+            let mut at = vec![0f32; k * at_rs];
+            for i in 0..m {
+                for kk in 0..k {
+                    at[kk * at_rs + i] = a[i * a_rs + kk];
+                }
+            }
+            gemm(
+                m,
+                &[Src::transposed(&at, at_rs, k)],
+                &packed,
+                &mut c,
+                c_rs,
+                Init::Zero,
+            );
+            for i in 0..m {
+                for j in 0..n {
+                    assert!(
+                        (c[i * c_rs + j] - want[i * n + j]).abs() < 1e-3,
+                        "transposed {m}x{n}x{k} at {i},{j}"
                     );
                 }
             }
