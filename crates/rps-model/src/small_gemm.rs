@@ -87,9 +87,25 @@ impl Packed {
         Packed::from_fn(k, n, |kk, j| b[kk * n + j])
     }
 
+    /// [`Packed::new`] for a given ISA (tests cover every kernel the CPU can run).
+    #[cfg(test)]
+    fn new_for(isa: Isa, b: &[f32], k: usize, n: usize) -> Packed {
+        let mut p = Packed::from_fn(k, n, |kk, j| b[kk * n + j]);
+        if p.isa != isa {
+            let dense: Vec<f32> = b.to_vec();
+            let mut q = Packed::zeroed_for(isa, k, n, Vec::new());
+            q.set_rows(0, &dense);
+            p = q;
+        }
+        p
+    }
+
     /// A zero `k × n` matrix in `buf`'s storage (reused to avoid allocating per pass).
-    pub fn zeroed(k: usize, n: usize, mut buf: Vec<f32>) -> Packed {
-        let isa = isa();
+    pub fn zeroed(k: usize, n: usize, buf: Vec<f32>) -> Packed {
+        Packed::zeroed_for(isa(), k, n, buf)
+    }
+
+    fn zeroed_for(isa: Isa, k: usize, n: usize, mut buf: Vec<f32>) -> Packed {
         let nb = block_width(isa);
         buf.clear();
         buf.resize(n.div_ceil(nb) * k * nb, 0.0);
@@ -421,6 +437,22 @@ mod tests {
         c
     }
 
+    /// The ISAs this CPU can run, best first.
+    fn available() -> Vec<Isa> {
+        let mut v = Vec::new();
+        #[cfg(target_arch = "x86_64")]
+        {
+            if pulp::x86::V4::try_new().is_some() {
+                v.push(Isa::Avx512);
+            }
+            if pulp::x86::V3::try_new().is_some() {
+                v.push(Isa::Avx2);
+            }
+        }
+        v.push(Isa::Scalar);
+        v
+    }
+
     #[test]
     fn the_kernel_matches_a_naive_product_including_edges_strides_and_split_sources() {
         for &(m, n, k) in &[
@@ -440,70 +472,72 @@ mod tests {
                 .collect();
             let bias: Vec<f32> = (0..n).map(|j| j as f32 * 0.25).collect();
             let want = reference(m, n, k, &a, a_rs, &b);
-            let packed = Packed::new(&b, k, n);
-            let c_rs = n + 2;
-            let whole = [Src::rows(&a, a_rs, k)];
-            let mut c = vec![1f32; m * c_rs];
-            gemm(m, &whole, &packed, &mut c, c_rs, Init::Accumulate);
-            for i in 0..m {
-                for j in 0..n {
-                    assert!(
-                        (c[i * c_rs + j] - 1.0 - want[i * n + j]).abs() < 1e-3,
-                        "acc {m}x{n}x{k} at {i},{j}"
-                    );
+            for isa in available() {
+                let packed = Packed::new_for(isa, &b, k, n);
+                let c_rs = n + 2;
+                let whole = [Src::rows(&a, a_rs, k)];
+                let mut c = vec![1f32; m * c_rs];
+                gemm(m, &whole, &packed, &mut c, c_rs, Init::Accumulate);
+                for i in 0..m {
+                    for j in 0..n {
+                        assert!(
+                            (c[i * c_rs + j] - 1.0 - want[i * n + j]).abs() < 1e-3,
+                            "acc {m}x{n}x{k} at {i},{j}"
+                        );
+                    }
+                    assert_eq!(c[i * c_rs + n], 1.0, "padding untouched");
                 }
-                assert_eq!(c[i * c_rs + n], 1.0, "padding untouched");
-            }
-            gemm(m, &whole, &packed, &mut c, c_rs, Init::Zero);
-            for i in 0..m {
-                for j in 0..n {
-                    assert!(
-                        (c[i * c_rs + j] - want[i * n + j]).abs() < 1e-3,
-                        "overwrite {m}x{n}x{k}"
-                    );
+                gemm(m, &whole, &packed, &mut c, c_rs, Init::Zero);
+                for i in 0..m {
+                    for j in 0..n {
+                        assert!(
+                            (c[i * c_rs + j] - want[i * n + j]).abs() < 1e-3,
+                            "overwrite {m}x{n}x{k}"
+                        );
+                    }
                 }
-            }
-            // The same product with A split in two sources (a copy of the tail columns
-            // elsewhere, different stride) and a bias.
-            let k1 = k / 2;
-            let tail_rs = k - k1 + 1;
-            let mut tail = vec![0f32; m * tail_rs];
-            for i in 0..m {
-                tail[i * tail_rs..i * tail_rs + k - k1]
-                    .copy_from_slice(&a[i * a_rs + k1..i * a_rs + k]);
-            }
-            let split = [Src::rows(&a, a_rs, k1), Src::rows(&tail, tail_rs, k - k1)];
-            gemm(m, &split, &packed, &mut c, c_rs, Init::Bias(&bias));
-            for i in 0..m {
-                for j in 0..n {
-                    assert!(
-                        (c[i * c_rs + j] - bias[j] - want[i * n + j]).abs() < 1e-3,
-                        "split {m}x{n}x{k} at {i},{j}"
-                    );
+                // The same product with A split in two sources (a copy of the tail columns
+                // elsewhere, different stride) and a bias.
+                let k1 = k / 2;
+                let tail_rs = k - k1 + 1;
+                let mut tail = vec![0f32; m * tail_rs];
+                for i in 0..m {
+                    tail[i * tail_rs..i * tail_rs + k - k1]
+                        .copy_from_slice(&a[i * a_rs + k1..i * a_rs + k]);
                 }
-            }
-            // And A read transposed from a row-major k × m matrix with padded rows.
-            let at_rs = m + 1;
-            let mut at = vec![0f32; k * at_rs];
-            for i in 0..m {
-                for kk in 0..k {
-                    at[kk * at_rs + i] = a[i * a_rs + kk];
+                let split = [Src::rows(&a, a_rs, k1), Src::rows(&tail, tail_rs, k - k1)];
+                gemm(m, &split, &packed, &mut c, c_rs, Init::Bias(&bias));
+                for i in 0..m {
+                    for j in 0..n {
+                        assert!(
+                            (c[i * c_rs + j] - bias[j] - want[i * n + j]).abs() < 1e-3,
+                            "split {m}x{n}x{k} at {i},{j}"
+                        );
+                    }
                 }
-            }
-            gemm(
-                m,
-                &[Src::transposed(&at, at_rs, k)],
-                &packed,
-                &mut c,
-                c_rs,
-                Init::Zero,
-            );
-            for i in 0..m {
-                for j in 0..n {
-                    assert!(
-                        (c[i * c_rs + j] - want[i * n + j]).abs() < 1e-3,
-                        "transposed {m}x{n}x{k} at {i},{j}"
-                    );
+                // And A read transposed from a row-major k × m matrix with padded rows.
+                let at_rs = m + 1;
+                let mut at = vec![0f32; k * at_rs];
+                for i in 0..m {
+                    for kk in 0..k {
+                        at[kk * at_rs + i] = a[i * a_rs + kk];
+                    }
+                }
+                gemm(
+                    m,
+                    &[Src::transposed(&at, at_rs, k)],
+                    &packed,
+                    &mut c,
+                    c_rs,
+                    Init::Zero,
+                );
+                for i in 0..m {
+                    for j in 0..n {
+                        assert!(
+                            (c[i * c_rs + j] - want[i * n + j]).abs() < 1e-3,
+                            "transposed {m}x{n}x{k} at {i},{j}"
+                        );
+                    }
                 }
             }
         }
