@@ -323,20 +323,18 @@ fn push_segment(frame: &mut FeatureFrame, seg: &[Bar], warmup: usize) {
         })
         .collect();
     let mut rolls: Vec<Roll> = windows.iter().map(|&(_, w)| Roll::new(w)).collect();
-    let mut stats: Vec<Stats> = rolls.iter().map(|r| r.sums).collect();
 
-    frame.values.reserve((n - warmup) * FEATURES.len());
-    frame.ts.reserve(n - warmup);
-    frame.close.reserve(n - warmup);
-    frame.target_close_1h.reserve(n - warmup);
-    frame.target_logret_1h.reserve(n - warmup);
+    // Rows are produced a block at a time, feature by feature: each feature's formula runs
+    // in a tight loop over the block (its `match` hoisted out of the row loop) and writes
+    // its column of the row-major block, which stays in cache. Every value is the same
+    // expression on the same inputs as row by row, so the bits are the same.
+    const ROWS: usize = 256;
+    let nf = FEATURES.len();
+    let base = frame.values.len();
+    frame.values.resize(base + (n - warmup) * nf, f64::NAN);
+    frame.ts.extend(seg[warmup..].iter().map(|b| b.ts));
+    frame.close.extend_from_slice(&close[warmup..]);
     for i in warmup..n {
-        let b = &seg[i];
-        // In 0..24 and 0..7 by construction (rem_euclid).
-        let hour = hour_of(b.ts) as usize;
-        let dow = dow_of(b.ts) as usize;
-        frame.ts.push(b.ts);
-        frame.close.push(close[i]);
         let (tc, tl) = if i + 1 < n {
             (close[i + 1], logret[i + 1])
         } else {
@@ -344,41 +342,63 @@ fn push_segment(frame: &mut FeatureFrame, seg: &[Bar], warmup: usize) {
         };
         frame.target_close_1h.push(tc);
         frame.target_logret_1h.push(tl);
+    }
+    let mut stats: Vec<[Stats; ROWS]> = vec![[Roll::new(1).sums; ROWS]; windows.len()];
+    let mut hours = [0usize; ROWS];
+    let mut dows = [0usize; ROWS];
+    for i0 in (warmup..n).step_by(ROWS) {
+        let i1 = (i0 + ROWS).min(n);
+        let m = i1 - i0;
+        let out = &mut frame.values[base + (i0 - warmup) * nf..base + (i1 - warmup) * nf];
         for ((&(series, _), roll), st) in windows.iter().zip(&mut rolls).zip(&mut stats) {
             let xs = match series {
                 Series::Close => &close,
                 Series::LogRet => &logret,
                 Series::Volume => &volume,
             };
-            *st = roll.next(xs, i);
+            for (i, s) in (i0..i1).zip(st.iter_mut()) {
+                *s = roll.next(xs, i);
+            }
         }
-        for (d, &r) in FEATURES.iter().zip(&window_of) {
-            let v = match d.kind {
-                Kind::Lag1Close => close[i - 1],
-                Kind::Hour => hour as f64,
-                Kind::LogRet => logret[i],
-                Kind::LogRetLag(k) => logret[i - k],
-                Kind::RangeRel => (b.high - b.low) / close[i],
-                Kind::HourSin => hour_sin[hour],
-                Kind::HourCos => hour_cos[hour],
-                Kind::DowSin => dow_sin[dow],
-                Kind::DowCos => dow_cos[dow],
-                Kind::CloseMean(_) => stats[r].mean(),
-                Kind::CloseRelMean(_) => close[i] / stats[r].mean() - 1.0,
-                Kind::LogRetMean(_) => stats[r].mean(),
-                Kind::LogRetStd(_) => stats[r].std(),
-                Kind::VolumeZ(_) => {
-                    let s = stats[r];
+        for (i, (h, d)) in (i0..i1).zip(hours.iter_mut().zip(dows.iter_mut())) {
+            // In 0..24 and 0..7 by construction (rem_euclid).
+            *h = hour_of(seg[i].ts) as usize;
+            *d = dow_of(seg[i].ts) as usize;
+        }
+        let (hours, dows) = (&hours[..m], &dows[..m]);
+        for (j, (def, &r)) in FEATURES.iter().zip(&window_of).enumerate() {
+            let col = out.chunks_exact_mut(nf).map(|row| &mut row[j]);
+            let rows = i0..i1;
+            match def.kind {
+                Kind::Lag1Close => col.zip(rows).for_each(|(o, i)| *o = close[i - 1]),
+                Kind::Hour => col.zip(hours).for_each(|(o, &h)| *o = h as f64),
+                Kind::LogRet => col.zip(rows).for_each(|(o, i)| *o = logret[i]),
+                Kind::LogRetLag(k) => col.zip(rows).for_each(|(o, i)| *o = logret[i - k]),
+                Kind::RangeRel => col
+                    .zip(rows)
+                    .for_each(|(o, i)| *o = (seg[i].high - seg[i].low) / close[i]),
+                Kind::HourSin => col.zip(hours).for_each(|(o, &h)| *o = hour_sin[h]),
+                Kind::HourCos => col.zip(hours).for_each(|(o, &h)| *o = hour_cos[h]),
+                Kind::DowSin => col.zip(dows).for_each(|(o, &d)| *o = dow_sin[d]),
+                Kind::DowCos => col.zip(dows).for_each(|(o, &d)| *o = dow_cos[d]),
+                Kind::CloseMean(_) | Kind::LogRetMean(_) => {
+                    col.zip(&stats[r]).for_each(|(o, s)| *o = s.mean())
+                }
+                Kind::CloseRelMean(_) => col
+                    .zip(&stats[r])
+                    .zip(rows)
+                    .for_each(|((o, s), i)| *o = close[i] / s.mean() - 1.0),
+                Kind::LogRetStd(_) => col.zip(&stats[r]).for_each(|(o, s)| *o = s.std()),
+                Kind::VolumeZ(_) => col.zip(&stats[r]).zip(rows).for_each(|((o, &s), i)| {
                     let (v, mean, std) = (volume[i], s.mean(), s.std());
                     // A (near-)constant window has no scale: "no deviation", not ±inf.
-                    if v.is_finite() && s.n >= 2 && std > 16.0 * f64::EPSILON * mean.abs() {
+                    *o = if v.is_finite() && s.n >= 2 && std > 16.0 * f64::EPSILON * mean.abs() {
                         (v - mean) / std
                     } else {
                         0.0
-                    }
-                }
-            };
-            frame.values.push(v);
+                    };
+                }),
+            }
         }
     }
 }
