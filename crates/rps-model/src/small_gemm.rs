@@ -122,7 +122,7 @@ impl Packed {
     /// [`Packed::set_rows`]: only the padding columns are zeroed (none when `nb` divides `n`).
     pub fn for_rows(k: usize, n: usize, mut buf: Vec<f32>) -> Packed {
         let nb = block_width(isa());
-        if n % nb != 0 {
+        if !n.is_multiple_of(nb) {
             return Packed::zeroed(k, n, buf);
         }
         buf.resize(n / nb * k * nb, 0.0);

@@ -116,7 +116,6 @@ pub fn prepare(
             )))
             })
             .collect::<Result<Vec<_>, _>>()?;
-    let nf = columns.len();
 
     // Candidate windows per frame.
     let mut windows = Vec::new();
@@ -189,10 +188,47 @@ pub fn prepare(
         }
     }
 
-    // Training rows: every row inside a training window (standardisation and drift
-    // references are fitted on these only).
+    let (scaler, train_cols, x, y) = standardise(
+        &frames,
+        &offsets,
+        &columns,
+        &windows,
+        &splits.train,
+        lookback,
+    );
+    let reference = reference_histograms(MODEL_INPUTS, &train_cols, 10);
+    let digest = digest(&frames);
+    Ok(Prepared {
+        frames,
+        offsets,
+        columns,
+        windows,
+        splits,
+        train_dropped,
+        scaler,
+        x,
+        y,
+        reference,
+        digest,
+    })
+}
+
+/// Standardisation fitted on the rows of the `train` windows only, and the whole stacked
+/// data standardised with it: `(scaler, training values per input, x, y)`. Non-finite values
+/// become 0 (they never fall inside a window or at a window end).
+pub fn standardise(
+    frames: &[FeatureFrame],
+    offsets: &[usize],
+    columns: &[usize],
+    windows: &[WindowRef],
+    train: &[usize],
+    lookback: usize,
+) -> (Scaler, Vec<Vec<f64>>, Vec<f32>, Vec<f32>) {
+    let nf = columns.len();
+    let total: usize = frames.iter().map(|f| f.len()).sum();
+    // Training rows: every row inside a training window.
     let mut train_row = vec![false; total];
-    for &i in &splits.train {
+    for &i in train {
         let w = windows[i];
         train_row[w.global + 1 - lookback..=w.global].fill(true);
     }
@@ -208,17 +244,14 @@ pub fn prepare(
                 .collect()
         })
         .collect();
-    let train_targets: Vec<f64> = splits
-        .train
+    let train_targets: Vec<f64> = train
         .iter()
         .map(|&i| frames[windows[i].coin].target_logret_1h[windows[i].row])
         .collect();
     let scaler = Scaler::fit(&train_cols, &train_targets);
-    let reference = reference_histograms(MODEL_INPUTS, &train_cols, 10);
-
     let mut x = Vec::with_capacity(total * nf);
     let mut y = Vec::with_capacity(total);
-    for f in &frames {
+    for f in frames {
         for r in 0..f.len() {
             let row = f.row(r);
             for (j, &col) in columns.iter().enumerate() {
@@ -229,20 +262,7 @@ pub fn prepare(
             y.push(if t.is_finite() { t as f32 } else { 0.0 });
         }
     }
-    let digest = digest(&frames);
-    Ok(Prepared {
-        frames,
-        offsets,
-        columns,
-        windows,
-        splits,
-        train_dropped,
-        scaler,
-        x,
-        y,
-        reference,
-        digest,
-    })
+    (scaler, train_cols, x, y)
 }
 
 /// sha256 over every frame's coin, timestamps, closes, feature values and targets (little

@@ -26,6 +26,7 @@ pub mod data;
 pub mod eval;
 pub mod gate;
 pub mod report;
+pub mod walk;
 
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
@@ -88,6 +89,8 @@ pub struct Config {
     /// The transform's data profile, logged as an artifact.
     pub profile: Option<PathBuf>,
     pub force_promote: bool,
+    /// Walk-forward folds to evaluate besides the main run (0 = none).
+    pub walk_forward: usize,
 }
 
 /// What can go wrong in a training run.
@@ -275,6 +278,7 @@ impl Config {
             ("val_windows", s.val.len().to_string()),
             ("calibration_windows", s.calib.len().to_string()),
             ("test_windows", s.test.len().to_string()),
+            ("walk_forward", self.walk_forward.to_string()),
         ];
         p.sort_by(|a, b| a.0.cmp(b.0));
         p.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
@@ -415,6 +419,29 @@ async fn tracked(
     let started = Instant::now();
     let outcome = train(cfg, registry, run, &mut prep).await?;
     let train_seconds = started.elapsed().as_secs_f64();
+    let walk_forward = if cfg.walk_forward > 0 {
+        info!(folds = cfg.walk_forward, "walk-forward evaluation");
+        let fit_cfg = cfg.fit_config();
+        let go = || {
+            walk::run(
+                &prep,
+                &fit_cfg,
+                cfg.walk_forward,
+                cfg.lookback,
+                cfg.max_train_rows,
+            )
+        };
+        // CPU-bound for minutes: keep it off the async workers when the runtime allows.
+        let multi_thread = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        Some(if multi_thread {
+            tokio::task::block_in_place(go)?
+        } else {
+            go()?
+        })
+    } else {
+        None
+    };
 
     // The package (conformal quantiles added after calibration) and the serving path.
     let created_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
@@ -610,6 +637,7 @@ async fn tracked(
         test: test_metrics,
         intervals,
         gate: gate.clone(),
+        walk_forward: walk_forward.clone(),
         version: None,
     };
     let (json_path, html_path) = write_reports(cfg, &evaluation, &lc_path, &pv_path)?;
@@ -633,6 +661,11 @@ async fn tracked(
     finals.push(Metric::new("gate_rows", gate.rows as f64, 0, now));
     finals.push(Metric::new("best_epoch", outcome.best_epoch as f64, 0, now));
     finals.push(Metric::new("train_seconds", train_seconds, 0, now));
+    if let Some(wf) = &walk_forward {
+        for (k, v) in wf.flat_metrics() {
+            finals.push(Metric::new(k, v, 0, now));
+        }
+    }
     registry.log_metrics(run, &finals).await?;
     let decision = if gate.promote {
         "promoted"

@@ -114,6 +114,12 @@ struct Args {
     #[arg(long, env = "RPS_PROFILE")]
     profile: Option<PathBuf>,
 
+    /// Also evaluate K walk-forward folds: expanding-window retrains, each tested on the next
+    /// of K + 1 chronological blocks (per-fold and mean metrics in the reports and tracking;
+    /// K extra trainings). 0 = off.
+    #[arg(long, env = "RPS_WALK_FORWARD", default_value_t = 0)]
+    walk_forward: usize,
+
     /// Promote to champion even if the gate says no (first setup, manual rollback).
     #[arg(long, env = "RPS_FORCE_PROMOTE")]
     force_promote: bool,
@@ -161,6 +167,7 @@ fn main() -> std::process::ExitCode {
         report_dir: args.report_dir,
         profile: args.profile,
         force_promote: args.force_promote,
+        walk_forward: args.walk_forward,
     };
     let result = tokio::runtime::Runtime::new()
         .map_err(anyhow::Error::from)

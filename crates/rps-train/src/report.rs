@@ -10,6 +10,7 @@ use serde::Serialize;
 use crate::TrainError;
 use crate::eval::{IntervalMetrics, PointMetrics};
 use crate::gate::GateDecision;
+use crate::walk::WalkForward;
 use rps_model::EpochStats;
 
 /// Rows and time range of one split.
@@ -56,6 +57,8 @@ pub struct Evaluation {
     pub test: TestMetrics,
     pub intervals: Vec<IntervalMetrics>,
     pub gate: GateDecision,
+    /// Walk-forward folds, when requested (`--walk-forward K`).
+    pub walk_forward: Option<WalkForward>,
     /// Registered version, when registration succeeded.
     pub version: Option<String>,
 }
@@ -68,7 +71,7 @@ impl Evaluation {
             .iter()
             .map(|i| (format!("{:.0}", i.level * 100.0), i))
             .collect();
-        serde_json::json!({
+        let mut v = serde_json::json!({
             "model_name": self.model_name,
             "run_id": self.run_id,
             "test": self.test,
@@ -82,7 +85,11 @@ impl Evaluation {
                 "seconds_per_epoch": self.training.seconds_per_epoch,
             },
             "test_windows": self.test.model.rows,
-        })
+        });
+        if let Some(wf) = &self.walk_forward {
+            v["walk_forward"] = serde_json::json!(wf);
+        }
+        v
     }
 }
 
@@ -246,6 +253,38 @@ fn fmt_opt(v: Option<f64>) -> String {
         .unwrap_or_else(|| "–".into())
 }
 
+/// The walk-forward section: one row per fold and the means.
+fn walk_html(wf: &WalkForward) -> String {
+    let rows: String = wf
+        .folds
+        .iter()
+        .map(|f| {
+            format!(
+                "<tr><td>{}</td><td>{}</td><td>{} – {}</td><td>{}</td><td>{:.2}</td><td>{:.2}</td><td>{}</td><td>{:+.4}</td><td>{:.2}</td></tr>",
+                f.fold,
+                f.train_windows,
+                esc(&f.test_start),
+                esc(&f.test_end),
+                f.test_windows,
+                f.model.rmse,
+                f.model.mae,
+                fmt_opt(f.model.directional_accuracy),
+                f.model.skill,
+                f.persistence.rmse
+            )
+        })
+        .collect();
+    format!(
+        "<h2>Walk-forward ({} expanding-window folds)</h2>\n<p>Each fold retrains on every window before its test block (standardisation re-fitted on its training windows) and is scored with persistence on the same hours.</p>\n<table><tr><th>fold</th><th>train windows</th><th>test hours</th><th>rows</th><th>RMSE (USD)</th><th>MAE (USD)</th><th>direction</th><th>skill</th><th>persistence RMSE</th></tr>{rows}<tr><td><b>mean</b></td><td></td><td></td><td></td><td>{:.2}</td><td>{:.2}</td><td>{}</td><td>{:+.4}</td><td>{:.2}</td></tr></table>\n",
+        wf.folds.len(),
+        wf.mean_rmse,
+        wf.mean_mae,
+        fmt_opt(wf.mean_directional_accuracy),
+        wf.mean_skill,
+        wf.mean_persistence_rmse
+    )
+}
+
 /// A self-contained HTML page: tables plus the two SVGs inlined.
 pub fn html(ev: &Evaluation, learning_svg: &str, pred_svg: &str) -> String {
     let row = |name: &str, m: &PointMetrics| {
@@ -292,6 +331,7 @@ pub fn html(ev: &Evaluation, learning_svg: &str, pred_svg: &str) -> String {
         .collect();
     let g = &ev.gate;
     let num = |v: Option<f64>| v.map(|x| format!("{x:.2}")).unwrap_or_else(|| "–".into());
+    let walk = ev.walk_forward.as_ref().map(walk_html).unwrap_or_default();
     format!(
         r#"<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>RPS evaluation — {name} {run}</title>
@@ -304,7 +344,7 @@ Feature spec <code>{spec}</code>, data digest <code>{digest}</code>.</p>
 <h2>Test split (same rows for every forecaster)</h2>
 <table><tr><th>forecaster</th><th>RMSE (USD)</th><th>MAE (USD)</th><th>MAPE</th><th>direction</th><th>skill vs persistence</th></tr>
 {m}{p}{r}</table>
-<h2>Conformal intervals (calibrated on the calibration split)</h2>
+{walk}<h2>Conformal intervals (calibrated on the calibration split)</h2>
 <table><tr><th>level</th><th>q (|log-return error|)</th><th>test coverage</th><th>mean width (USD)</th></tr>{intervals}</table>
 <h2>Promotion gate</h2>
 <p class="{gclass}"><b>{decision}</b>: {reason}<br>new model RMSE {new} vs champion {champ} (version {cv}) on {grows} re-scored test rows.</p>
@@ -331,6 +371,7 @@ Feature spec <code>{spec}</code>, data digest <code>{digest}</code>.</p>
         m = row("LSTM (this model)", &ev.test.model),
         p = row("persistence", &ev.test.persistence),
         r = row("rolling mean of 5 closes", &ev.test.rolling_mean_5),
+        walk = walk,
         gclass = if g.promote { "ok" } else { "no" },
         decision = if g.promote {
             "promoted to champion"

@@ -54,6 +54,8 @@ fn persistence_rmse_on_the_test_split_matches_an_independent_computation() {
     }
     let expected = (se / n as f64).sqrt();
     let reported = m["test"]["persistence"]["rmse"].as_f64().unwrap();
+    // Walk-forward is off by default: no section, no extra trainings.
+    assert!(m.get("walk_forward").is_none());
     assert_eq!(
         n as u64,
         test["windows"].as_u64().unwrap(),

@@ -9,3 +9,4 @@ mod failures;
 mod local_registry;
 mod mlflow;
 mod support;
+mod walk_forward;
