@@ -243,3 +243,125 @@ pub async fn stored_coins(store: &Store) -> Result<Vec<String>> {
         .filter_map(|k| layout::coin_of(k).map(str::to_string))
         .collect())
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::features;
+    use crate::schema::Source;
+
+    fn bars(coin: &str, n: i64) -> Vec<Bar> {
+        (0..n)
+            .map(|h| Bar {
+                ts: h * crate::time::HOUR_MS,
+                coin: coin.into(),
+                open: 10.0 + h as f64,
+                high: 11.0 + h as f64,
+                low: 9.0 + h as f64,
+                close: 10.5 + h as f64,
+                volume: (h % 3 != 0).then_some(100.0 * h as f64),
+                cap: None,
+                points: 3,
+                source: Source::Synthetic,
+                ingested_at: 7,
+            })
+            .collect()
+    }
+
+    fn names_in(dir: &std::path::Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[tokio::test]
+    async fn a_streamed_local_write_lands_whole_under_its_name_with_no_temp_file_left() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().to_str().unwrap()).unwrap();
+        put_streamed(&store, "features/X.parquet", |w| {
+            w.write_all(b"hello ").unwrap();
+            w.write_all(b"world").unwrap();
+            Ok(())
+        })
+        .await
+        .unwrap();
+        assert_eq!(
+            store.get("features/X.parquet").await.unwrap().unwrap(),
+            Bytes::from_static(b"hello world")
+        );
+        assert_eq!(names_in(&dir.path().join("features")), ["X.parquet"]);
+    }
+
+    #[tokio::test]
+    async fn a_failed_streamed_write_keeps_the_previous_file_and_leaves_no_temp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().to_str().unwrap()).unwrap();
+        store
+            .put("features/X.parquet", Bytes::from_static(b"old"))
+            .await
+            .unwrap();
+        let err = put_streamed(&store, "features/X.parquet", |w| {
+            w.write_all(b"half a file").unwrap();
+            Err(CoreError::Encode {
+                key: "features/X.parquet".into(),
+                reason: "boom".into(),
+            })
+        })
+        .await
+        .unwrap_err();
+        assert!(err.to_string().contains("boom"), "{err}");
+        assert_eq!(
+            store.get("features/X.parquet").await.unwrap().unwrap(),
+            Bytes::from_static(b"old")
+        );
+        assert_eq!(names_in(&dir.path().join("features")), ["X.parquet"]);
+    }
+
+    #[tokio::test]
+    async fn bars_read_here_are_the_stored_bars_without_their_coin_label() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().to_str().unwrap()).unwrap();
+        let stored = bars("ETH", 50);
+        write_bars(&store, "ETH", &stored).await.unwrap();
+        let here = read_bars_here(&store, "ETH").await.unwrap();
+        let mut want = read_bars(&store, "ETH").await.unwrap();
+        assert_eq!(want, stored);
+        want.iter_mut().for_each(|b| b.coin.clear());
+        assert_eq!(here, want);
+        assert!(read_bars_here(&store, "NOPE").await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_raw_file_that_is_not_parquet_is_a_bad_file_when_read_here() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().to_str().unwrap()).unwrap();
+        store
+            .put("raw/BAD.parquet", Bytes::from_static(b"not parquet"))
+            .await
+            .unwrap();
+        let err = read_bars_here(&store, "BAD").await.unwrap_err();
+        assert!(matches!(err, CoreError::BadFile { .. }), "{err}");
+        assert!(err.to_string().contains("raw/BAD.parquet"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_feature_file_streamed_to_disk_has_the_bytes_encoded_in_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().to_str().unwrap()).unwrap();
+        // More rows than one row group, so several are streamed.
+        let frame = features::compute("ETH", &bars("ETH", 20_000));
+        assert!(frame.len() > features::ROW_GROUP_ROWS * 2);
+        features::write_frame(&store, &frame).await.unwrap();
+        let on_disk = store.get("features/ETH.parquet").await.unwrap().unwrap();
+        let in_memory = features::encode_frame(&frame, "features/ETH.parquet").unwrap();
+        assert_eq!(on_disk, in_memory);
+        let back = features::read_frame(&store, "ETH").await.unwrap().unwrap();
+        assert_eq!(back.values, frame.values);
+        assert_eq!(back.ts, frame.ts);
+    }
+}

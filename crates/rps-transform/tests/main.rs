@@ -7,5 +7,6 @@ mod cli;
 mod csv_bars;
 mod gaps;
 mod golden;
+mod jobs;
 mod profile_html;
 mod support;
