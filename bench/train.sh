@@ -11,7 +11,9 @@
 #    inputs). PyTorch runs only if a Python with torch is available: TORCH_PYTHON=/path/python,
 #    or RPS_BENCH_INSTALL_TORCH=1 to create a venv at $RPS_BENCH_TORCH_VENV (default
 #    ~/.cache/rps-bench-torch; PyPI's default wheel is the CUDA build, ~5.4 GB, several
-#    minutes: never done by CI).
+#    minutes: never done by CI). A venv already at that path is used without asking.
+# Wall-clock figures are only meaningful on a quiet machine: the script prints the load
+# average and the SIMD level the kernels use (AVX-512 when the CPU has it, else AVX2/FMA).
 # Environment: RAYON_NUM_THREADS=1 (rps-train sets it itself when unset).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,7 +25,8 @@ trap 'rm -rf "$work"' EXIT
 echo "== building (release)" >&2
 cargo build --release -q -p rps-extract -p rps-transform -p rps-train
 cargo build --release -q -p rps-model --example epoch_speed
-bin=target/release
+bin=${CARGO_TARGET_DIR:-target}/release
+echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg), kernels: $(grep -qw avx512f /proc/cpuinfo && echo AVX-512 || (grep -qw avx2 /proc/cpuinfo && echo AVX2/FMA || echo scalar))"
 
 echo "== features of $csv" >&2
 "$bin/rps-extract" --store "$work/data" --source csv --path "$csv" --coins BTC >/dev/null 2>&1
@@ -50,8 +53,11 @@ PY
 grep -E "epoch [0-9]+/" "$work/stderr" | sed 's/^/  /' | head -3 >&2
 
 python=${TORCH_PYTHON:-}
+venv=${RPS_BENCH_TORCH_VENV:-$HOME/.cache/rps-bench-torch}
+if [ -z "$python" ] && [ -x "$venv/bin/python" ] && "$venv/bin/python" -c 'import torch' 2>/dev/null; then
+  python=$venv/bin/python
+fi
 if [ -z "$python" ] && [ "${RPS_BENCH_INSTALL_TORCH:-0}" = 1 ]; then
-  venv=${RPS_BENCH_TORCH_VENV:-$HOME/.cache/rps-bench-torch}
   if [ ! -x "$venv/bin/python" ]; then
     echo "== installing torch into $venv (PyPI CUDA wheel, ~5 GB)" >&2
     python3 -m venv "$venv"
