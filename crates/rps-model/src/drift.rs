@@ -55,11 +55,16 @@ pub struct ReferenceHistogram {
 /// Fractions below this are floored in PSI (an empty bin would give an infinite term).
 const FLOOR: f64 = 1e-4;
 
-/// A cut point strictly between `a < b` (`b` itself when they are adjacent floats: values
-/// equal to an edge go to the upper bin, so `a` still stays below it).
+/// Values closer than this are one value for binning: `sin(π/6)` and `sin(5π/6)` differ in
+/// the last bit, and a cut between them would sit within an ULP of both, where a JSON float
+/// round trip may move it.
+fn same_value(a: f64, b: f64) -> bool {
+    (b - a).abs() <= 1e-9 * a.abs().max(b.abs()) + 1e-12
+}
+
+/// The cut point halfway between `a < b`.
 fn between(a: f64, b: f64) -> f64 {
-    let m = a + (b - a) * 0.5;
-    if m > a { m } else { b }
+    a + (b - a) * 0.5
 }
 
 impl ReferenceHistogram {
@@ -76,12 +81,16 @@ impl ReferenceHistogram {
         v.sort_by(f64::total_cmp);
         let bins = bins.max(1);
         let n = v.len();
-        // The cut below the k-th quantile value: between it and the largest smaller value, so
-        // every copy of a repeated value falls in the same bin.
+        // The cut below the k-th quantile value: between it and the largest clearly smaller
+        // value, so every copy of a repeated value (or of one equal but for rounding) falls in
+        // the same bin, and the cut is many ULPs away from both neighbours.
         let mut inner: Vec<f64> = (1..bins)
             .filter_map(|k| {
                 let i = (k * n / bins).min(n - 1);
-                let first = v.partition_point(|x| *x < v[i]);
+                let mut first = v.partition_point(|x| *x < v[i]);
+                while first > 0 && same_value(v[first - 1], v[first]) {
+                    first -= 1;
+                }
                 (first > 0).then(|| between(v[first - 1], v[first]))
             })
             .collect();
@@ -341,6 +350,29 @@ mod tests {
         let h: ReferenceHistogram = serde_json::from_str(old).unwrap();
         assert!(h.calibration.is_empty());
         assert_eq!(h.calibrated_psi(168), None);
+    }
+
+    #[test]
+    fn values_equal_but_for_rounding_share_a_bin() {
+        // Hour-of-day sines: sin(π/6) and sin(5π/6) differ in the last bit.
+        let v: Vec<f64> = (0..2400)
+            .map(|i| (f64::from(i % 24) * std::f64::consts::PI / 12.0).sin())
+            .collect();
+        let h = ReferenceHistogram::fit("hour_sin", &v, 10).unwrap();
+        // Pairs of sines that differ only by rounding (e.g. hours 2 and 10).
+        let mut pairs = 0;
+        for a in &v[..24] {
+            for b in &v[..24] {
+                if a != b && (a - b).abs() < 1e-12 {
+                    pairs += 1;
+                    assert_eq!(h.bin_of(*a), h.bin_of(*b), "{a} vs {b}");
+                }
+            }
+        }
+        assert!(pairs > 0, "the fixture has values equal but for rounding");
+        let back: ReferenceHistogram =
+            serde_json::from_str(&serde_json::to_string(&h).unwrap()).unwrap();
+        assert!(psi(&back, &v).abs() < 1e-12, "{}", psi(&back, &v));
     }
 
     #[test]
