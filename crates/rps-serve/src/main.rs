@@ -118,6 +118,11 @@ struct ServeArgs {
     #[arg(long, env = "RPS_MAX_BODY_BYTES", default_value_t = 1 << 20)]
     max_body_bytes: usize,
 
+    /// Async worker threads serving requests (0 = one per CPU core). Requests are short and
+    /// CPU-bound: more threads than cores only adds switching.
+    #[arg(long, env = "RPS_SERVE_WORKERS", default_value_t = 0)]
+    workers: usize,
+
     /// Time limit per request: 10s, 500ms.
     #[arg(long, env = "RPS_REQUEST_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     request_timeout: Duration,
@@ -196,7 +201,13 @@ fn main() -> std::process::ExitCode {
         Command::Drift(a) => a.common.log_format,
     };
     rps_core::telemetry::init(log_format);
-    let result = tokio::runtime::Builder::new_multi_thread()
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Command::Serve(a) = &cli.command
+        && a.workers > 0
+    {
+        runtime.worker_threads(a.workers);
+    }
+    let result = runtime
         .enable_all()
         .build()
         .context("Failed to start the async runtime")

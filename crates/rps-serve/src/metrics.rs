@@ -5,6 +5,8 @@
 //! matched route templates (or `unmatched`), coins are only those the model or the store
 //! knows, levels come from the model package. Raw request input never becomes a label.
 
+use std::collections::HashMap;
+use std::sync::RwLock;
 use std::sync::atomic::AtomicU64;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -165,6 +167,9 @@ pub struct Metrics {
     pub actual_close: Family<CoinLabels, GaugeF>,
     /// [`PREDICTIONS`]
     pub predictions: Family<CoinLabels, Counter>,
+    /// [`HTTP_REQUESTS`] counters already resolved, by route then status, so counting a
+    /// request allocates no label strings (routes and statuses are bounded sets).
+    http_handles: RwLock<HashMap<String, Vec<(u16, Counter)>>>,
 }
 
 impl Default for Metrics {
@@ -198,6 +203,7 @@ impl Metrics {
             forecast_upper: Family::default(),
             actual_close: Family::default(),
             predictions: Family::default(),
+            http_handles: RwLock::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -288,12 +294,28 @@ impl Metrics {
 
     /// Counts one HTTP response.
     pub fn observe_request(&self, route: &str, status: u16) {
-        self.http_requests
+        let handles = self.http_handles.read().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, c)) = handles
+            .get(route)
+            .and_then(|v| v.iter().find(|(s, _)| *s == status))
+        {
+            c.inc();
+            return;
+        }
+        drop(handles);
+        let counter = self
+            .http_requests
             .get_or_create(&HttpLabels {
                 route: route.to_string(),
                 status: status.to_string(),
             })
-            .inc();
+            .clone();
+        counter.inc();
+        let mut handles = self.http_handles.write().unwrap_or_else(|p| p.into_inner());
+        let by_status = handles.entry(route.to_string()).or_default();
+        if !by_status.iter().any(|(s, _)| *s == status) {
+            by_status.push((status, counter));
+        }
     }
 
     /// Counts one reload attempt.
@@ -364,6 +386,20 @@ mod tests {
                 "{name} missing from exposition:\n{text}"
             );
         }
+        assert!(text.contains(r#"rps_http_requests_total{route="/health",status="200"} 1"#));
+    }
+
+    #[test]
+    fn requests_count_per_route_and_status_through_the_cached_handles() {
+        let m = Metrics::new();
+        for _ in 0..3 {
+            m.observe_request("/predict", 200);
+        }
+        m.observe_request("/predict", 422);
+        m.observe_request("/health", 200);
+        let text = m.encode();
+        assert!(text.contains(r#"rps_http_requests_total{route="/predict",status="200"} 3"#));
+        assert!(text.contains(r#"rps_http_requests_total{route="/predict",status="422"} 1"#));
         assert!(text.contains(r#"rps_http_requests_total{route="/health",status="200"} 1"#));
     }
 

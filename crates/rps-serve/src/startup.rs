@@ -260,14 +260,12 @@ async fn not_found(req: Request) -> ApiError {
 
 /// Counts every response by matched route template (bounded) and status.
 async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let route = req.extensions().get::<MatchedPath>().cloned();
     let resp = next.run(req).await;
-    state
-        .metrics()
-        .observe_request(&route, resp.status().as_u16());
+    state.metrics().observe_request(
+        route.as_ref().map_or("unmatched", MatchedPath::as_str),
+        resp.status().as_u16(),
+    );
     resp
 }
 

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
+use bytes::Bytes;
 use rps_core::features::{self, FeatureFrame};
 use rps_core::time::{HOUR_MS, fmt_ms};
 use rps_core::{Bar, Store, parquet_io};
@@ -101,6 +102,9 @@ struct CoinState {
     tail: Vec<Bar>,
     /// The forecast (or why there is none) for (model key, newest bar).
     result: Option<(String, i64, Result<Arc<ForecastOut>, ApiError>)>,
+    /// The cached forecast's response body (`cached: true`), serialised once: a cache hit is
+    /// a copy of these bytes' handle.
+    body: Option<Bytes>,
 }
 
 impl CoinState {
@@ -113,6 +117,29 @@ impl CoinState {
             _ => None,
         }
     }
+    fn cached_body(&self, model_key: &str) -> Option<Result<Bytes, ApiError>> {
+        match (&self.result, self.newest()) {
+            (Some((k, ts, r)), Some(newest)) if k == model_key && *ts == newest => {
+                Some(match (r, &self.body) {
+                    (Ok(_), Some(b)) => Ok(b.clone()),
+                    (Ok(f), None) => Ok(body_of(f)),
+                    (Err(e), _) => Err(e.clone()),
+                })
+            }
+            _ => None,
+        }
+    }
+}
+
+/// The JSON body of a cache hit.
+fn body_of(f: &ForecastOut) -> Bytes {
+    let hit = ForecastOut {
+        cached: true,
+        ..f.clone()
+    };
+    // Serialising plain strings and finite-or-not floats into a Vec cannot fail (non-finite
+    // floats become null).
+    Bytes::from(serde_json::to_vec(&hit).unwrap_or_default())
 }
 
 /// Shared state; cheap to clone.
@@ -441,11 +468,29 @@ impl AppState {
             .map(|f| (*f).clone())
     }
 
+    /// The JSON body of [`AppState::forecast_store`]: a cache hit is the pre-serialised bytes
+    /// (no clone of the forecast, no serialisation per request).
+    pub async fn forecast_store_body(&self, coin: &str) -> Result<Bytes, ApiError> {
+        let model = self.model()?;
+        if let Some(hit) = self.coin_slot(coin).read().await.cached_body(&model.key) {
+            return hit;
+        }
+        let out = self.forecast_store(coin).await?;
+        serde_json::to_vec(&out).map(Bytes::from).map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                format!("serialising a forecast: {e}"),
+            )
+        })
+    }
+
     fn coin_slot(&self, coin: &str) -> Arc<tokio::sync::RwLock<CoinState>> {
-        lock(&self.inner.coins)
-            .entry(coin.to_string())
-            .or_default()
-            .clone()
+        let mut coins = lock(&self.inner.coins);
+        if let Some(slot) = coins.get(coin) {
+            return slot.clone();
+        }
+        coins.entry(coin.to_string()).or_default().clone()
     }
 
     /// Reads the newest bars of `coin` from the store.
@@ -508,6 +553,7 @@ impl AppState {
         let r = self
             .infer(model, coin, &st.tail[start..], "store")
             .map(Arc::new);
+        st.body = r.as_ref().ok().map(|f| body_of(f));
         st.result = Some((model.key.clone(), newest, r.clone()));
         r
     }

@@ -126,6 +126,7 @@ fn train_fixture() -> Fixture {
         report_dir: dir.join("reports"),
         profile: None,
         force_promote: true,
+        walk_forward: 0,
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -5,6 +5,8 @@
 
 use axum::Json;
 use axum::extract::State;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
 
 use crate::api::{ApiJson, BatchRequest, BatchResponse, ForecastOut, PredictRequest};
 use crate::error::{ApiError, ErrorBody};
@@ -37,12 +39,16 @@ async fn run(state: &AppState, (coin, bars): Checked) -> Result<ForecastOut, Api
         Some(bars) => state.forecast_bars(&coin, &bars)?,
         None => state.forecast_store(&coin).await?,
     };
+    count(state, coin);
+    Ok(out)
+}
+
+fn count(state: &AppState, coin: String) {
     state
         .metrics()
         .predictions
         .get_or_create(&CoinLabels { coin })
         .inc();
-    Ok(out)
 }
 
 /// Forecasts the next hour's close of one coin, with conformal intervals.
@@ -62,9 +68,22 @@ async fn run(state: &AppState, (coin, bars): Checked) -> Result<ForecastOut, Api
 pub async fn predict(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<PredictRequest>,
-) -> Result<Json<ForecastOut>, ApiError> {
-    let checked = check(&state, &req, "")?;
-    run(&state, checked).await.map(Json)
+) -> Result<Response, ApiError> {
+    let (coin, bars) = check(&state, &req, "")?;
+    let resp = match bars {
+        Some(bars) => Json(state.forecast_bars(&coin, &bars)?).into_response(),
+        // The store forecast is served from its pre-serialised body.
+        None => (
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            state.forecast_store_body(&coin).await?,
+        )
+            .into_response(),
+    };
+    count(&state, coin);
+    Ok(resp)
 }
 
 /// Forecasts for several coins or windows in one call (at most 64). All or nothing: the
