@@ -2,12 +2,16 @@
 # Benchmarks rps-transform against pandas computing the same features (bench/pandas_features.py)
 # on the shared real file (33,259 hourly bars) and on that file replicated as 100 coins
 # (3,325,900 bars). Prints wall time, CPU time, rows/s and peak RSS of each, and the ratios.
-# Both sides read raw/<COIN>.parquet and write one feature file per coin.
+# Both sides do the same work: read raw/<COIN>.parquet, compute the 42 features and the two
+# targets, and write one feature file per coin with the same Parquet settings (uncompressed,
+# dictionary only on coin, statistics only on ts, 8,192-row row groups). Neither side
+# writes a summary or the HTML profile (rps-transform only builds them when asked).
 #
 #   bench/transform.sh [WORKDIR]        # WORKDIR defaults to a temp dir, removed afterwards
 #
 # Env: RPS_BENCH_RUNS (default 3; the fastest run is reported), RPS_BENCH_CSV (input file),
-# RPS_TRANSFORM_JOBS (rps-transform --jobs, default one per CPU).
+# RPS_TRANSFORM_JOBS (rps-transform --jobs, default one per CPU, at most 4; pandas is
+# single-threaded).
 # pandas/pyarrow live in .venv/bench (created here, pinned, on first use).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -73,4 +77,14 @@ for n in 1 100; do
 done
 "$VENV/bin/python" "$ROOT/bench/pandas_features.py" --compare \
   "$WORK/s1/features/BTC.parquet" "$WORK/pandas1/BTC.parquet"
-echo "# $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg); rps-transform --jobs ${RPS_TRANSFORM_JOBS:-auto}"
+"$VENV/bin/python" "$ROOT/bench/pandas_features.py" --compare \
+  "$WORK/s100/features/C042.parquet" "$WORK/pandas100/C042.parquet"
+for n in 1 100; do
+  rb=$(du -sb "$WORK/s$n/features" | cut -f1)
+  pb=$(du -sb "$WORK/pandas$n" | cut -f1)
+  awk -v n="$n" -v r="$rb" -v p="$pb" \
+    'BEGIN{printf "# feature files, %d coin(s): rust %.1f MB, pandas %.1f MB\n", n, r / 1e6, p / 1e6}'
+done
+jobs=${RPS_TRANSFORM_JOBS:-0}
+[ "$jobs" != 0 ] || jobs="$(( $(nproc) < 4 ? $(nproc) : 4 )) (auto: one per CPU, at most 4)"
+echo "# $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg); rps-transform --jobs $jobs"
