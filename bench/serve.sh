@@ -10,7 +10,11 @@
 #   every request);
 # - cold start: process start to the first 200 on /ready (median of 5);
 # - RSS: peak resident memory during the load (all worker processes for uvicorn).
-# Both servers get the machine's cores: tokio's default workers, `uvicorn --workers $(nproc)`.
+# Both servers get the machine's cores, as each would be deployed on one machine: rps-serve
+# with `--workers $(nproc)` (its default) and uvicorn with one worker process per core
+# (`--workers $(nproc)`, uvloop + httptools from uvicorn[standard]; FastAPI's own advice for a
+# single host). RPS_BENCH_WORKERS overrides the rps-serve worker threads (e.g. 1 to leave wrk
+# a core).
 # wrk runs on the same machine, so the figures include its CPU use; on a shared machine they
 # vary from run to run (the load average is printed).
 # Needs: wrk (Debian package; .ci/install-tools installs it), python3 with venv. The FastAPI
@@ -103,7 +107,8 @@ server_cmd() {
   local name=$1 port=$2
   if [ "$name" = rust ]; then
     printf '%s\n' "$bin/rps-serve" serve --addr "127.0.0.1:$port" --model-dir "$model" \
-      --store "$work/data" --poll-interval 1h --store-poll-interval 1h
+      --store "$work/data" --poll-interval 1h --store-poll-interval 1h \
+      --workers "${RPS_BENCH_WORKERS:-$cores}"
   else
     printf '%s\n' "$venv/bin/uvicorn" --app-dir bench fastapi_app:app --host 127.0.0.1 \
       --port "$port" --workers "$cores" --log-level warning --no-access-log
@@ -171,7 +176,7 @@ load() {
   echo "$rps $p50 $p99 $bad $((peak / 1024))"
 }
 
-echo "== machine: $cores cores, load average $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+echo "== machine: $cores cores, load average $(cut -d' ' -f1-3 /proc/loadavg); rps-serve --workers ${RPS_BENCH_WORKERS:-$cores}, uvicorn --workers $cores" >&2
 declare -A RPS
 results=$work/results.txt
 : > "$results"
@@ -222,4 +227,13 @@ for ep in ("health", "store", "bars"):
         print(f"{names[ep]:38} {c:>5} | {float(ru[0]):>10.0f} {ru[1]:>9} {ru[2]:>9} {ru[4]:>6} | {float(fa[0]):>13.0f} {fa[1]:>9} {fa[2]:>9} {fa[4]:>6} | {ratio:>5.1f}x{bad}")
 print(f"\nCold start (process start -> first 200 on /ready, median of 5): rust {cold['rust']} ms, fastapi {cold['fastapi']} ms")
 print(f"RSS after warm-up: rust {idle['rust']} MB, fastapi {idle['fastapi']} MB (all workers)")
+def ms(t):
+    return float(t[:-2]) if t.endswith("ms") else float(t[:-2]) / 1000 if t.endswith("us") else float(t[:-1]) * 1000
+st = by[("rust", "store", "16")]
+worst = max(float(by[("rust", ep, c)][0]) / float(by[("fastapi", ep, c)][0]) for ep in ("health", "store", "bars") for c in ("16", "64"))
+least = min(float(by[("rust", ep, c)][0]) / float(by[("fastapi", ep, c)][0]) for ep in ("health", "store", "bars") for c in ("16", "64"))
+peak = max(int(by[("rust", ep, c)][4]) for ep in ("health", "store", "bars") for c in ("16", "64"))
+print(f"\nIssue #5 targets: throughput >= 20x FastAPI -> {least:.1f}x..{worst:.1f}x; "
+      f"p99 <= 1 ms at 16 connections (store) -> {ms(st[2]):.2f} ms; "
+      f"cold start <= 100 ms -> {cold['rust']} ms; RSS <= 50 MB -> peak {peak} MB")
 EOF
