@@ -284,15 +284,10 @@ pub struct ConceptOut {
 }
 
 /// Lets a body type explain a known-wrong shape better than serde's message would.
-pub trait BodyShape: Sized {
+pub trait BodyShape {
     /// Checks a body that failed typed deserialisation.
     fn check(_value: &Value) -> Result<(), ApiError> {
         Ok(())
-    }
-
-    /// A faster parse of the common well-formed shape; `None` defers to serde.
-    fn fast(_bytes: &[u8]) -> Option<Self> {
-        None
     }
 }
 
@@ -317,10 +312,6 @@ fn is_legacy(v: &Value) -> bool {
 }
 
 impl BodyShape for PredictRequest {
-    fn fast(bytes: &[u8]) -> Option<Self> {
-        crate::fast_body::predict_request(bytes)
-    }
-
     fn check(v: &Value) -> Result<(), ApiError> {
         if is_legacy(v) {
             Err(legacy_refusal(""))
@@ -376,9 +367,6 @@ fn json_content_type(req: &Request) -> Result<(), ApiError> {
 pub fn parse_body<T: DeserializeOwned + BodyShape>(bytes: &[u8]) -> Result<T, ApiError> {
     let malformed =
         |e: serde_json::Error| ApiError::malformed_json(format!("the body is not valid JSON: {e}"));
-    if let Some(v) = T::fast(bytes) {
-        return Ok(v);
-    }
     match serde_json::from_slice::<T>(bytes) {
         Ok(v) => return Ok(v),
         Err(e) if e.is_syntax() || e.is_eof() || e.is_io() => return Err(malformed(e)),

@@ -18,7 +18,6 @@ pub mod api;
 pub mod drift;
 pub mod drift_check;
 pub mod error;
-pub mod fast_body;
 pub mod metrics;
 pub mod model;
 pub mod monitor;
