@@ -9,7 +9,7 @@
 #   per newest bar) and POST /predict with the newest bars in the body (features + LSTM on
 #   every request);
 # - cold start: process start to the first 200 on /ready (median of 5);
-# - RSS: peak resident memory during the load (all worker processes for uvicorn).
+# - RSS: peak resident memory (VmHWM after each load; summed over uvicorn's worker processes).
 # Both servers get the machine's cores, as each would be deployed on one machine: rps-serve
 # with `--workers $(nproc)` (its default) and uvicorn with one worker process per core
 # (`--workers $(nproc)`, uvloop + httptools from uvicorn[standard]; FastAPI's own advice for a
@@ -39,6 +39,7 @@ stop_server() {
 trap 'stop_server; rm -rf "$work"' EXIT
 
 command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk (or .ci/install-tools)" >&2; exit 2; }
+[ -x /usr/bin/time ] || { echo "GNU time is missing: apt-get install time" >&2; exit 2; }
 [ -f "$csv" ] || { echo "no data file $csv (set RPS_BENCH_CSV)" >&2; exit 2; }
 
 echo "== building (release)" >&2
@@ -146,38 +147,52 @@ print(round(statistics.median(runs)))
 PY
 }
 
-# rss_of PID: resident KiB of the process and its children.
+# rss_of PID [FIELD]: KiB of FIELD (VmRSS: resident now, default; VmHWM: peak resident) of the
+# process and its children, summed.
 rss_of() {
-  local total=0 p
+  local total=0 p field=${2:-VmRSS}
   for p in $1 $(pgrep -P "$1" || true); do
-    total=$(( total + $(awk '/VmRSS/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0) ))
+    total=$(( total + $(awk -v f="$field:" '$1 == f {print $2}' "/proc/$p/status" 2>/dev/null || echo 0) ))
   done
   echo "$total"
 }
 
-# load NAME URL [LUA] CONNS: runs wrk, prints "req/s p50 p99 non2xx", tracks peak RSS.
+# cpu_ticks PID: user+system clock ticks used so far by the process and its children (workers).
+cpu_ticks() {
+  local total=0 p
+  for p in $1 $(pgrep -P "$1" || true); do
+    total=$(( total + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0) ))
+  done
+  echo "$total"
+}
+
+# load NAME URL [LUA] CONNS: runs wrk, prints "req/s p50 p99 non2xx peak_MB server_us wrk_us"
+# (the last two: CPU microseconds per request of the server and of wrk). The peak RSS is
+# read after the run from the kernel's high-water mark (VmHWM, summed over uvicorn's workers):
+# sampling during the run forked pgrep/awk every half second on the 2 busy cores, and those
+# bursts alone pushed the p99 at 16 connections from ~0.6 ms to ~1 ms.
 load() {
-  local url=$2 lua=${3:-} c=$4 out peak=0 r
+  local url=$2 lua=${3:-} c=$4 out peak t0 t1
   local args=(-t2 -c"$c" -d"$dur" --latency)
   [ -n "$lua" ] && args+=(-s "$lua")
-  wrk "${args[@]}" "$url" > "$work/wrk.out" 2>&1 &
-  local wpid=$!
-  while kill -0 "$wpid" 2>/dev/null; do
-    r=$(rss_of "$server_pid"); [ "$r" -gt "$peak" ] && peak=$r
-    sleep 0.5
-  done
-  wait "$wpid"
+  t0=$(cpu_ticks "$server_pid")
+  /usr/bin/time -f "%U %S" -o "$work/wrk.time" wrk "${args[@]}" "$url" > "$work/wrk.out" 2>&1
+  t1=$(cpu_ticks "$server_pid")
+  peak=$(rss_of "$server_pid" VmHWM)
   out=$(cat "$work/wrk.out")
   local rps p50 p99 bad
   rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
   p50=$(awk '$1 == "50%" {print $2}' <<<"$out")
   p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
   bad=$(awk '/Non-2xx/ {print $NF}' <<<"$out"); bad=${bad:-0}
-  echo "$rps $p50 $p99 $bad $((peak / 1024))"
+  local n hz cpu_us
+  n=$(awk '/requests in/ {print $1}' <<<"$out"); hz=$(getconf CLK_TCK)
+  cpu_us=$(awk -v t=$((t1 - t0)) -v hz="$hz" -v n="$n" -v w="$(cat "$work/wrk.time")" \
+    'BEGIN {split(w, a, " "); printf "%.1f %.1f", t / hz * 1e6 / n, (a[1] + a[2]) * 1e6 / n}')
+  echo "$rps $p50 $p99 $bad $((peak / 1024)) $cpu_us"
 }
 
 echo "== machine: $cores cores, load average $(cut -d' ' -f1-3 /proc/loadavg); rps-serve --workers ${RPS_BENCH_WORKERS:-$cores}, uvicorn --workers $cores" >&2
-declare -A RPS
 results=$work/results.txt
 : > "$results"
 for name in rust fastapi; do
@@ -225,6 +240,11 @@ for ep in ("health", "store", "bars"):
         ratio = float(ru[0]) / float(fa[0]) if float(fa[0]) else float("inf")
         bad = "" if ru[3] == "0" and fa[3] == "0" else f"  (non-2xx: rust {ru[3]}, fastapi {fa[3]})"
         print(f"{names[ep]:38} {c:>5} | {float(ru[0]):>10.0f} {ru[1]:>9} {ru[2]:>9} {ru[4]:>6} | {float(fa[0]):>13.0f} {fa[1]:>9} {fa[2]:>9} {fa[4]:>6} | {ratio:>5.1f}x{bad}")
+print("\nCPU per request, microseconds (server incl. its kernel time / wrk), from /proc/<pid>/stat and GNU time:")
+for ep in ("health", "store", "bars"):
+    for c in ("16", "64"):
+        ru, fa = by[("rust", ep, c)], by[("fastapi", ep, c)]
+        print(f"{names[ep]:38} {c:>5} | rust {ru[5]:>8} / wrk {ru[6]:>5} | fastapi {fa[5]:>8} / wrk {fa[6]:>5}")
 print(f"\nCold start (process start -> first 200 on /ready, median of 5): rust {cold['rust']} ms, fastapi {cold['fastapi']} ms")
 print(f"RSS after warm-up: rust {idle['rust']} MB, fastapi {idle['fastapi']} MB (all workers)")
 def ms(t):

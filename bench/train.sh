@@ -26,17 +26,19 @@ echo "== building (release)" >&2
 cargo build --release -q -p rps-extract -p rps-transform -p rps-train
 cargo build --release -q -p rps-model --example epoch_speed
 bin=${CARGO_TARGET_DIR:-target}/release
-echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg), kernels: $(grep -qw avx512f /proc/cpuinfo && echo AVX-512 || (grep -qw avx2 /proc/cpuinfo && echo AVX2/FMA || echo scalar))"
+echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg), kernels: $(if grep -qw avx512f /proc/cpuinfo; then echo AVX-512; elif grep -qw avx2 /proc/cpuinfo; then echo AVX2/FMA; else echo scalar; fi)"
 
 echo "== features of $csv" >&2
 "$bin/rps-extract" --store "$work/data" --source csv --path "$csv" --coins BTC >/dev/null 2>&1
 "$bin/rps-transform" --store "$work/data" --coins BTC >/dev/null 2>&1
 
+# RPS_BENCH_TRAIN_ARGS: extra rps-train flags, split on whitespace.
+read -r -a extra_args <<<"${RPS_BENCH_TRAIN_ARGS:-}"
 echo "== rps-train, default params (local registry)" >&2
 timefmt='%e %M'
 /usr/bin/time -f "$timefmt" -o "$work/time" \
   "$bin/rps-train" --store "$work/data" --registry "$work/registry" --report-dir "$work/reports" \
-  --metrics "$work/metrics.json" --package-out "$work/model" ${RPS_BENCH_TRAIN_ARGS:-} \
+  --metrics "$work/metrics.json" --package-out "$work/model" "${extra_args[@]}" \
   >"$work/stdout" 2>"$work/stderr"
 read -r wall rss_kb <"$work/time"
 python3 - "$work/metrics.json" "$wall" "$rss_kb" <<'PY'
