@@ -82,6 +82,13 @@ PARAMS = {
     ),
     "drift_window_hours": Param(168, type="integer", minimum=1),
     "drift_threshold": Param(0.2, type="number", exclusiveMinimum=0),
+    "drift_share": Param(
+        0.5,
+        type="number",
+        exclusiveMinimum=0,
+        maximum=1,
+        description="Share of features that must drift for a retrain.",
+    ),
     "retrain_hour_utc": Param(
         0, type="integer", minimum=0, maximum=23, description="Hour of the daily retrain."
     ),
@@ -304,6 +311,7 @@ with DAG(
                 "--model-name": model_name,
                 "--window-hours": str(params["drift_window_hours"]),
                 "--threshold": str(params["drift_threshold"]),
+                "--share": str(params["drift_share"]),
                 "--end": data_interval_end.in_timezone("UTC").strftime("%Y-%m-%dT%H:%M:%SZ"),
                 "--report": "reports/drift.json",
             }

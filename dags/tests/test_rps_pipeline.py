@@ -159,6 +159,7 @@ def test_dag_defaults_match_params_yaml(dag):
         "max_null_ratio": p["validate"]["max_null_ratio"],
         "drift_window_hours": p["drift"]["window_hours"],
         "drift_threshold": p["drift"]["threshold"],
+        "drift_share": p["drift"]["share"],
         "retrain_hour_utc": p["schedule"]["retrain_hour_utc"],
         "overlap_hours": p["schedule"]["overlap_hours"],
         **{
@@ -325,6 +326,8 @@ def test_the_branch_runs_rps_serve_drift_with_the_interval_and_follows_its_exit_
         "168",
         "--threshold",
         "0.2",
+        "--share",
+        "0.5",
         "--end",
         "2024-06-01T10:00:00Z",
         "--report",
