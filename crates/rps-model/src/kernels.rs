@@ -1,4 +1,4 @@
-//! Element-wise and small dense kernels in plain f32 Rust, written so the compiler
+//! Element-wise kernels (the LSTM's activations) in plain f32 Rust, written so the compiler
 //! auto-vectorises them: branch-free loops over slices, no libm calls in hot loops. Callers
 //! run them inside a `pulp` SIMD dispatch (a `WithSimd` op with `#[inline(always)]`), so the
 //! same source compiles to AVX2/FMA code on CPUs that have it and to SSE2 elsewhere.
@@ -59,24 +59,6 @@ pub fn tanh_inplace(v: &mut [f32]) {
     }
 }
 
-/// `y += a · x` over equal-length slices.
-#[inline(always)]
-pub fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
-    for (yi, xi) in y.iter_mut().zip(x) {
-        *yi += a * xi;
-    }
-}
-
-/// `y += xᵀ · M` for a row-major `M` of `x.len()` rows and `y.len()` columns: one axpy per
-/// row, which keeps the inner loop contiguous and vectorised.
-#[inline(always)]
-pub fn vec_mat_acc(y: &mut [f32], x: &[f32], m: &[f32]) {
-    let n = y.len();
-    for (k, &xk) in x.iter().enumerate() {
-        axpy(y, xk, &m[k * n..(k + 1) * n]);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -104,13 +86,5 @@ mod tests {
         }
         assert_eq!(tanh(1e6), 1.0);
         assert_eq!(tanh(-1e6), -1.0);
-    }
-
-    #[test]
-    fn vec_mat_acc_is_a_vector_matrix_product() {
-        let m = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]; // 2 x 3
-        let mut y = [1.0, 1.0, 1.0];
-        vec_mat_acc(&mut y, &[1.0, 10.0], &m);
-        assert_eq!(y, [42.0, 53.0, 64.0]);
     }
 }

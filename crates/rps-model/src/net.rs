@@ -11,6 +11,7 @@ use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::seq_op::LstmSeq;
+use crate::small_gemm::{Init, Packed, Src, gemm};
 use crate::{ModelError, Result, kernels};
 
 /// Tensor names in `model.safetensors`; they match `torch.nn.LSTM` (prefix `lstm.`) and
@@ -157,17 +158,24 @@ impl LstmWeights {
     }
 }
 
-/// Weights laid out for batch-1 inference: transposed so every product is a run of
-/// contiguous axpys, biases pre-summed. Built once per loaded model (serving weights never
-/// change in place, unlike training weights under AdamW).
+/// Weights laid out for batch-1 inference: `W_ihᵀ` and `W_hhᵀ` packed for the SIMD kernel
+/// of [`crate::small_gemm`] (the one training runs), biases pre-summed. Built once per loaded
+/// model (serving weights never change in place, unlike training weights under AdamW).
+///
+/// The input projection of all steps is one `[T, F]·[F, 4H]` product (four rows share each
+/// weight load); the recurrence is then one `[1, H]·[H, 4H]` product per step added onto
+/// that step's row. Measured at the serving shape (48 steps, 39 inputs, hidden 64;
+/// `cargo run --release -p rps-model --example infer_speed`): 130 µs per window with
+/// auto-vectorised axpys per weight row, 67 µs with one kernel product per step, 48 µs with
+/// the projection split out, 43 µs with the cell update vectorised.
 #[derive(Debug, Clone)]
 pub struct InferenceWeights {
     inputs: usize,
     hidden: usize,
-    /// `W_ihᵀ`, `[F, 4H]`
-    wx_t: Vec<f32>,
-    /// `W_hhᵀ`, `[H, 4H]`
-    wh_t: Vec<f32>,
+    /// `W_ihᵀ`, `[F, 4H]`, packed.
+    wx: Packed,
+    /// `W_hhᵀ`, `[H, 4H]`, packed.
+    wh: Packed,
     bias: Vec<f32>,
     head_w: Vec<f32>,
     head_b: f32,
@@ -175,23 +183,13 @@ pub struct InferenceWeights {
 
 impl InferenceWeights {
     pub fn new(w: &LstmWeights) -> InferenceWeights {
-        let (g, f, h) = (4 * w.hidden, w.inputs, w.hidden);
-        let mut wx_t = vec![0f32; f * g];
-        let mut wh_t = vec![0f32; h * g];
-        for r in 0..g {
-            for k in 0..f {
-                wx_t[k * g + r] = w.w_ih[r * f + k];
-            }
-            for k in 0..h {
-                wh_t[k * g + r] = w.w_hh[r * h + k];
-            }
-        }
+        let (f, h) = (w.inputs, w.hidden);
         let bias = w.b_ih.iter().zip(&w.b_hh).map(|(a, b)| a + b).collect();
         InferenceWeights {
             inputs: f,
             hidden: h,
-            wx_t,
-            wh_t,
+            wx: Packed::from_fn(f, 4 * h, |kk, r| w.w_ih[r * f + kk]),
+            wh: Packed::from_fn(h, 4 * h, |kk, r| w.w_hh[r * h + kk]),
             bias,
             head_w: w.head_w.clone(),
             head_b: w.head_b,
@@ -216,27 +214,40 @@ impl InferenceWeights {
     #[inline(always)]
     fn predict_inner(&self, window: &[f32], scratch: &mut Scratch) -> f32 {
         let (f, h) = (self.inputs, self.hidden);
-        scratch.resize(h);
+        let steps = window.len() / f;
+        scratch.resize(h, steps);
         let Scratch { gates, hs, cs } = scratch;
         hs.fill(0.0);
         cs.fill(0.0);
-        for x in window.chunks_exact(f) {
-            gates.copy_from_slice(&self.bias);
-            kernels::vec_mat_acc(gates, x, &self.wx_t);
-            kernels::vec_mat_acc(gates, hs, &self.wh_t);
+        gemm(
+            steps,
+            &[Src::rows(window, f, f)],
+            &self.wx,
+            gates,
+            4 * h,
+            Init::Bias(&self.bias),
+        );
+        for gates in gates.chunks_exact_mut(4 * h) {
+            gemm(
+                1,
+                &[Src::rows(hs, h, h)],
+                &self.wh,
+                gates,
+                4 * h,
+                Init::Accumulate,
+            );
             kernels::sigmoid_inplace(&mut gates[..2 * h]);
             kernels::tanh_inplace(&mut gates[2 * h..3 * h]);
             kernels::sigmoid_inplace(&mut gates[3 * h..]);
             let (ig, rest) = gates.split_at(h);
             let (fg, rest) = rest.split_at(h);
             let (gg, og) = rest.split_at(h);
-            for j in 0..h {
-                cs[j] = fg[j] * cs[j] + ig[j] * gg[j];
+            // Zipped iterators rather than indexing: no bounds checks, so these vectorise.
+            for (((c, &f), &i), &g) in cs.iter_mut().zip(fg).zip(ig).zip(gg) {
+                *c = f * *c + i * g;
             }
-            hs.copy_from_slice(cs);
-            kernels::tanh_inplace(hs);
-            for j in 0..h {
-                hs[j] *= og[j];
+            for ((hj, &c), &o) in hs.iter_mut().zip(cs.iter()).zip(og) {
+                *hj = kernels::tanh(c) * o;
             }
         }
         self.head_b + hs.iter().zip(&self.head_w).map(|(a, b)| a * b).sum::<f32>()
@@ -267,8 +278,8 @@ pub struct Scratch {
 }
 
 impl Scratch {
-    fn resize(&mut self, hidden: usize) {
-        self.gates.resize(4 * hidden, 0.0);
+    fn resize(&mut self, hidden: usize, steps: usize) {
+        self.gates.resize(steps * 4 * hidden, 0.0);
         self.hs.resize(hidden, 0.0);
         self.cs.resize(hidden, 0.0);
     }
