@@ -25,6 +25,7 @@
 //! another spec refuses to serve.
 
 use std::f64::consts::TAU;
+use std::ops::Range;
 use std::sync::{Arc, LazyLock};
 
 use arrow::array::{
@@ -249,20 +250,44 @@ fn usable(b: &Bar) -> bool {
     b.close.is_finite() && b.close > 0.0 && b.high.is_finite() && b.low.is_finite()
 }
 
-/// Computes the features of one coin. `bars` must be ascending by `ts`; a step other than
-/// one hour (hole, duplicate, disorder) or an unusable bar breaks the series (module docs).
-pub fn compute(coin: &str, bars: &[Bar]) -> FeatureFrame {
-    let sp = spec();
-    let warmup = sp.warmup;
-    let mut frame = FeatureFrame {
-        coin: coin.to_string(),
+/// Row counts of one coin's features. They follow from the bars alone (which bars are
+/// usable and one hour apart), so they are known before any feature is computed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Bars read.
+    pub rows_in: usize,
+    /// Feature rows emitted.
+    pub rows_out: usize,
+    /// Rows dropped because their window spans a gap (module docs).
+    pub dropped_gap: usize,
+    /// Rows dropped because their window reaches before the first bar.
+    pub dropped_warmup: usize,
+}
+
+impl Counts {
+    /// The file metadata of a feature file with these counts: spec metadata plus the
+    /// counts, in a fixed order.
+    pub fn metadata(&self) -> Vec<(String, String)> {
+        let mut m = spec_metadata();
+        m.push((meta::ROWS_IN.into(), self.rows_in.to_string()));
+        m.push((meta::DROPPED_GAP.into(), self.dropped_gap.to_string()));
+        m.push((meta::DROPPED_WARMUP.into(), self.dropped_warmup.to_string()));
+        m
+    }
+}
+
+/// Splits ascending `bars` into the gap-free runs of usable bars that yield rows (longer
+/// than `warmup`), and counts rows out and dropped.
+fn segments(bars: &[Bar], warmup: usize) -> (Vec<Range<usize>>, Counts) {
+    let mut counts = Counts {
         rows_in: bars.len(),
-        ..FeatureFrame::default()
+        ..Counts::default()
     };
+    let mut segs = Vec::new();
     let mut start = 0;
     while start < bars.len() {
         if !usable(&bars[start]) {
-            frame.dropped_gap += 1;
+            counts.dropped_gap += 1;
             start += 1;
             continue;
         }
@@ -273,40 +298,281 @@ pub fn compute(coin: &str, bars: &[Bar]) -> FeatureFrame {
         {
             end += 1;
         }
-        let seg = &bars[start..end];
-        let dropped = seg.len().min(warmup);
+        let len = end - start;
+        let dropped = len.min(warmup);
         if start == 0 {
-            frame.dropped_warmup += dropped;
+            counts.dropped_warmup += dropped;
         } else {
-            frame.dropped_gap += dropped;
+            counts.dropped_gap += dropped;
         }
-        if seg.len() > warmup {
-            push_segment(&mut frame, seg, warmup);
+        if len > warmup {
+            counts.rows_out += len - warmup;
+            segs.push(start..end);
         }
         start = end;
     }
+    (segs, counts)
+}
+
+/// The row counts [`compute`] would give for `bars`, without computing any feature.
+pub fn counts(bars: &[Bar]) -> Counts {
+    segments(bars, spec().warmup).1
+}
+
+/// Computes the features of one coin. `bars` must be ascending by `ts`; a step other than
+/// one hour (hole, duplicate, disorder) or an unusable bar breaks the series (module docs).
+///
+/// Collects every row into one row-major frame; [`Blocks`] computes the same rows (same
+/// code, same bits) a bounded block at a time.
+pub fn compute(coin: &str, bars: &[Bar]) -> FeatureFrame {
+    let mut blocks = Blocks::with_block_rows(bars, usize::MAX);
+    let counts = blocks.counts();
+    let nf = FEATURES.len();
+    let mut frame = FeatureFrame {
+        coin: coin.to_string(),
+        ts: Vec::with_capacity(counts.rows_out),
+        close: Vec::with_capacity(counts.rows_out),
+        values: vec![f64::NAN; counts.rows_out * nf],
+        target_logret_1h: Vec::with_capacity(counts.rows_out),
+        target_close_1h: Vec::with_capacity(counts.rows_out),
+        rows_in: counts.rows_in,
+        dropped_gap: counts.dropped_gap,
+        dropped_warmup: counts.dropped_warmup,
+    };
+    let mut tails = Tails {
+        ts: &mut frame.ts,
+        close: &mut frame.close,
+        target_logret: &mut frame.target_logret_1h,
+        target_close: &mut frame.target_close_1h,
+    };
+    blocks.fill::<RowMajor>(counts.rows_out, &mut frame.values, nf, &mut tails);
     frame
 }
 
-/// Appends the rows `warmup..seg.len()` of one contiguous, usable segment. Rows are
-/// written in order, all features of a row at once, straight into the row-major frame.
-fn push_segment(frame: &mut FeatureFrame, seg: &[Bar], warmup: usize) {
-    let n = seg.len();
-    let close: Vec<f64> = seg.iter().map(|b| b.close).collect();
-    let mut logret = vec![f64::NAN; n];
-    for i in 1..n {
-        logret[i] = (close[i] / close[i - 1]).ln();
+/// Up to [`ROW_GROUP_ROWS`] consecutive feature rows of one coin, column by column (the
+/// layout Parquet writes), filled by [`Blocks::next_block`]. Reuse one block for every
+/// block of every coin: its buffers are kept.
+#[derive(Debug, Clone, Default)]
+pub struct FeatureBlock {
+    /// Hour open of each row (ms UTC), ascending.
+    pub ts: Vec<i64>,
+    /// Close of each row's hour (USD).
+    pub close: Vec<f64>,
+    /// Feature `j` of the rows is `values[j * cap..j * cap + len()]`.
+    values: Vec<f64>,
+    cap: usize,
+    /// As [`FeatureFrame::target_logret_1h`].
+    pub target_logret_1h: Vec<f64>,
+    /// As [`FeatureFrame::target_close_1h`].
+    pub target_close_1h: Vec<f64>,
+}
+
+impl FeatureBlock {
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        self.ts.len()
     }
-    let volume: Vec<f64> = seg.iter().map(|b| b.volume.unwrap_or(f64::NAN)).collect();
-    // Calendar features take 24 and 7 values: compute them once, not once per row.
-    let hour_sin: [f64; 24] = std::array::from_fn(|h| (TAU * h as f64 / 24.0).sin());
-    let hour_cos: [f64; 24] = std::array::from_fn(|h| (TAU * h as f64 / 24.0).cos());
-    let dow_sin: [f64; 7] = std::array::from_fn(|d| (TAU * d as f64 / 7.0).sin());
-    let dow_cos: [f64; 7] = std::array::from_fn(|d| (TAU * d as f64 / 7.0).cos());
-    // One rolling window per distinct (series, width): `logret_mean_w` and `logret_std_w`
-    // read the same window, so its sums are updated once per row, not once per feature.
+
+    /// Whether there are no rows.
+    pub fn is_empty(&self) -> bool {
+        self.ts.is_empty()
+    }
+
+    /// The values of feature `j` (spec order). Panics when `j >= FEATURES.len()`.
+    pub fn column(&self, j: usize) -> &[f64] {
+        assert!(j < FEATURES.len(), "feature {j} of {}", FEATURES.len());
+        &self.values[j * self.cap..j * self.cap + self.len()]
+    }
+
+    /// Empties the block and makes room for `cap` rows per column.
+    fn reset(&mut self, cap: usize) {
+        self.ts.clear();
+        self.close.clear();
+        self.target_logret_1h.clear();
+        self.target_close_1h.clear();
+        if self.cap < cap {
+            self.cap = cap;
+            self.values.clear();
+            self.values.resize(cap * FEATURES.len(), f64::NAN);
+        }
+    }
+
+    /// The rows `rows` of a frame, transposed.
+    fn fill_from_frame(&mut self, frame: &FeatureFrame, rows: Range<usize>) {
+        self.reset(rows.len());
+        let nf = FEATURES.len();
+        self.ts.extend_from_slice(&frame.ts[rows.clone()]);
+        self.close.extend_from_slice(&frame.close[rows.clone()]);
+        self.target_logret_1h
+            .extend_from_slice(&frame.target_logret_1h[rows.clone()]);
+        self.target_close_1h
+            .extend_from_slice(&frame.target_close_1h[rows.clone()]);
+        let src = &frame.values[rows.start * nf..rows.end * nf];
+        for r0 in (0..rows.len()).step_by(BLOCK) {
+            let r1 = (r0 + BLOCK).min(rows.len());
+            for j in 0..nf {
+                let col = &mut self.values[j * self.cap + r0..j * self.cap + r1];
+                for (o, row) in col.iter_mut().zip(src[r0 * nf..r1 * nf].chunks_exact(nf)) {
+                    *o = row[j];
+                }
+            }
+        }
+    }
+}
+
+/// One coin's feature rows, computed a block at a time into a reused [`FeatureBlock`] —
+/// memory stays bounded by the block whatever the number of rows. The rows, their values
+/// (bit for bit) and the [`Counts`] are those of [`compute`].
+#[derive(Debug)]
+pub struct Blocks<'a> {
+    bars: &'a [Bar],
+    segments: Vec<Range<usize>>,
+    counts: Counts,
+    /// Index of the segment being computed.
+    seg: usize,
+    /// Next row of that segment (segment index; 0 = not started).
+    next: usize,
+    block_rows: usize,
+    rows: RowComputer,
+}
+
+impl<'a> Blocks<'a> {
+    /// Blocks of [`ROW_GROUP_ROWS`] rows (the last one shorter) over `bars`, ascending by
+    /// `ts` (see [`compute`]).
+    pub fn new(bars: &'a [Bar]) -> Blocks<'a> {
+        Blocks::with_block_rows(bars, ROW_GROUP_ROWS)
+    }
+
+    /// Blocks of `block_rows` rows (at least one).
+    pub fn with_block_rows(bars: &'a [Bar], block_rows: usize) -> Blocks<'a> {
+        let (segments, counts) = segments(bars, spec().warmup);
+        Blocks {
+            bars,
+            segments,
+            counts,
+            seg: 0,
+            next: 0,
+            block_rows: block_rows.clamp(1, counts.rows_out.max(1)),
+            rows: RowComputer::new(),
+        }
+    }
+
+    /// The row counts of the whole coin (known before the first block).
+    pub fn counts(&self) -> Counts {
+        self.counts
+    }
+
+    /// Fills `block` with the next rows; `false` (and an empty block) when all were given.
+    pub fn next_block(&mut self, block: &mut FeatureBlock) -> bool {
+        block.reset(self.block_rows);
+        let mut tails = Tails {
+            ts: &mut block.ts,
+            close: &mut block.close,
+            target_logret: &mut block.target_logret_1h,
+            target_close: &mut block.target_close_1h,
+        };
+        let cap = block.cap;
+        self.fill::<ColMajor>(self.block_rows, &mut block.values, cap, &mut tails) > 0
+    }
+
+    /// Computes up to `max` next rows into `values` (laid out as `L` with `stride`) and
+    /// `tails`; returns how many.
+    fn fill<L: Layout>(
+        &mut self,
+        max: usize,
+        values: &mut [f64],
+        stride: usize,
+        tails: &mut Tails<'_>,
+    ) -> usize {
+        let warmup = spec().warmup;
+        let mut done = 0;
+        while done < max && self.seg < self.segments.len() {
+            let seg = &self.bars[self.segments[self.seg].clone()];
+            if self.next == 0 {
+                self.next = warmup;
+                self.rows.start_segment();
+            }
+            let end = seg.len().min(self.next + (max - done));
+            self.rows
+                .rows::<L>(seg, self.next..end, values, stride, done, tails);
+            done += end - self.next;
+            self.next = end;
+            if end == seg.len() {
+                self.seg += 1;
+                self.next = 0;
+            }
+        }
+        done
+    }
+}
+
+/// The per-row columns that are not features, pushed as rows are computed.
+struct Tails<'a> {
+    ts: &'a mut Vec<i64>,
+    close: &'a mut Vec<f64>,
+    target_logret: &'a mut Vec<f64>,
+    target_close: &'a mut Vec<f64>,
+}
+
+/// Where feature values go: `column(values, stride, j, r0, m)` are the cells of feature
+/// `j` for the rows `r0..r0 + m`.
+trait Layout {
+    fn column(
+        values: &mut [f64],
+        stride: usize,
+        j: usize,
+        r0: usize,
+        m: usize,
+    ) -> impl Iterator<Item = &mut f64>;
+}
+
+/// A [`FeatureFrame`]: row after row, `stride` (= the number of features) values each.
+struct RowMajor;
+
+impl Layout for RowMajor {
+    fn column(
+        values: &mut [f64],
+        stride: usize,
+        j: usize,
+        r0: usize,
+        m: usize,
+    ) -> impl Iterator<Item = &mut f64> {
+        values[r0 * stride..(r0 + m) * stride]
+            .chunks_exact_mut(stride)
+            .map(move |row| &mut row[j])
+    }
+}
+
+/// A [`FeatureBlock`]: column after column, `stride` (= the block's capacity) rows each.
+struct ColMajor;
+
+impl Layout for ColMajor {
+    fn column(
+        values: &mut [f64],
+        stride: usize,
+        j: usize,
+        r0: usize,
+        m: usize,
+    ) -> impl Iterator<Item = &mut f64> {
+        values[j * stride + r0..j * stride + r0 + m].iter_mut()
+    }
+}
+
+/// Rows per inner block of [`RowComputer::rows`]: its per-window statistics stay in cache.
+const SUB_ROWS: usize = 256;
+
+/// Which rolling window each feature reads: one per distinct (series, width), since
+/// `logret_mean_w` and `logret_std_w` read the same window and its sums are updated once
+/// per row, not once per feature.
+struct WindowPlan {
+    windows: Vec<(Series, usize)>,
+    /// Per feature, its index in `windows` (`usize::MAX` when it reads none).
+    window_of: Vec<usize>,
+}
+
+static WINDOWS: LazyLock<WindowPlan> = LazyLock::new(|| {
     let mut windows: Vec<(Series, usize)> = Vec::new();
-    let window_of: Vec<usize> = FEATURES
+    let window_of = FEATURES
         .iter()
         .map(|d| {
             let key = match d.kind {
@@ -322,82 +588,179 @@ fn push_segment(frame: &mut FeatureFrame, seg: &[Bar], warmup: usize) {
             })
         })
         .collect();
-    let mut rolls: Vec<Roll> = windows.iter().map(|&(_, w)| Roll::new(w)).collect();
+    WindowPlan { windows, window_of }
+});
 
-    // Rows are produced a block at a time, feature by feature: each feature's formula runs
-    // in a tight loop over the block (its `match` hoisted out of the row loop) and writes
-    // its column of the row-major block, which stays in cache. Every value is the same
-    // expression on the same inputs as row by row, so the bits are the same.
-    const ROWS: usize = 256;
-    let nf = FEATURES.len();
-    let base = frame.values.len();
-    frame.values.resize(base + (n - warmup) * nf, f64::NAN);
-    frame.ts.extend(seg[warmup..].iter().map(|b| b.ts));
-    frame.close.extend_from_slice(&close[warmup..]);
-    for i in warmup..n {
-        let (tc, tl) = if i + 1 < n {
-            (close[i + 1], logret[i + 1])
-        } else {
-            (f64::NAN, f64::NAN)
-        };
-        frame.target_close_1h.push(tc);
-        frame.target_logret_1h.push(tl);
+/// THE implementation of the feature formulas: computes consecutive rows of one gap-free
+/// segment, any number at a time, carrying the rolling windows between calls.
+struct RowComputer {
+    rolls: Vec<Roll>,
+    /// Inputs of the rows being computed and the `warmup` rows before (segment-local).
+    close: Vec<f64>,
+    logret: Vec<f64>,
+    volume: Vec<f64>,
+    stats: Vec<[Stats; SUB_ROWS]>,
+    hours: [usize; SUB_ROWS],
+    dows: [usize; SUB_ROWS],
+    hour_sin: [f64; 24],
+    hour_cos: [f64; 24],
+    dow_sin: [f64; 7],
+    dow_cos: [f64; 7],
+}
+
+impl std::fmt::Debug for RowComputer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RowComputer").finish_non_exhaustive()
     }
-    let mut stats: Vec<[Stats; ROWS]> = vec![[Roll::new(1).sums; ROWS]; windows.len()];
-    let mut hours = [0usize; ROWS];
-    let mut dows = [0usize; ROWS];
-    for i0 in (warmup..n).step_by(ROWS) {
-        let i1 = (i0 + ROWS).min(n);
-        let m = i1 - i0;
-        let out = &mut frame.values[base + (i0 - warmup) * nf..base + (i1 - warmup) * nf];
-        for ((&(series, _), roll), st) in windows.iter().zip(&mut rolls).zip(&mut stats) {
-            let xs = match series {
-                Series::Close => &close,
-                Series::LogRet => &logret,
-                Series::Volume => &volume,
+}
+
+impl RowComputer {
+    fn new() -> RowComputer {
+        let n = WINDOWS.windows.len();
+        RowComputer {
+            rolls: Vec::with_capacity(n),
+            close: Vec::new(),
+            logret: Vec::new(),
+            volume: Vec::new(),
+            stats: vec![[Roll::new(1).sums; SUB_ROWS]; n],
+            hours: [0; SUB_ROWS],
+            dows: [0; SUB_ROWS],
+            // Calendar features take 24 and 7 values: computed once, not once per row.
+            hour_sin: std::array::from_fn(|h| (TAU * h as f64 / 24.0).sin()),
+            hour_cos: std::array::from_fn(|h| (TAU * h as f64 / 24.0).cos()),
+            dow_sin: std::array::from_fn(|d| (TAU * d as f64 / 7.0).sin()),
+            dow_cos: std::array::from_fn(|d| (TAU * d as f64 / 7.0).cos()),
+        }
+    }
+
+    /// Forgets the windows: the next rows are the first of a new segment.
+    fn start_segment(&mut self) {
+        self.rolls.clear();
+        self.rolls
+            .extend(WINDOWS.windows.iter().map(|&(_, w)| Roll::new(w)));
+    }
+
+    /// Computes the rows `rows` of the contiguous, usable segment `seg` (`rows.start >=
+    /// warmup`, and the row after the previous call's last unless the segment was just
+    /// started) into the rows `r0..` of `values` (layout `L`) and pushes their tails.
+    ///
+    /// Rows are produced a sub-block at a time, feature by feature: each feature's formula
+    /// runs in a tight loop over the sub-block (its `match` hoisted out of the row loop)
+    /// and writes its column, which stays in cache. Every value is the same expression on
+    /// the same inputs as row by row, so the bits are the same in either layout.
+    fn rows<L: Layout>(
+        &mut self,
+        seg: &[Bar],
+        rows: Range<usize>,
+        values: &mut [f64],
+        stride: usize,
+        r0: usize,
+        tails: &mut Tails<'_>,
+    ) {
+        let warmup = spec().warmup;
+        let n = seg.len();
+        let (i0, i1) = (rows.start, rows.end);
+        tails.ts.extend(seg[i0..i1].iter().map(|b| b.ts));
+        tails.close.extend(seg[i0..i1].iter().map(|b| b.close));
+        for i in i0..i1 {
+            let (tc, tl) = if i + 1 < n {
+                (seg[i + 1].close, (seg[i + 1].close / seg[i].close).ln())
+            } else {
+                (f64::NAN, f64::NAN)
             };
-            for (i, s) in (i0..i1).zip(st.iter_mut()) {
-                *s = roll.next(xs, i);
+            tails.target_close.push(tc);
+            tails.target_logret.push(tl);
+        }
+        // From here on, indices are local to the rows read: no window reaches back more
+        // than `warmup` rows before the first row computed.
+        let lo = i0 - warmup;
+        let RowComputer {
+            rolls,
+            close,
+            logret,
+            volume,
+            stats,
+            hours,
+            dows,
+            hour_sin,
+            hour_cos,
+            dow_sin,
+            dow_cos,
+        } = self;
+        logret.clear();
+        logret.extend((lo..i1).map(|i| {
+            if i == 0 {
+                f64::NAN
+            } else {
+                (seg[i].close / seg[i - 1].close).ln()
             }
-        }
-        for (i, (h, d)) in (i0..i1).zip(hours.iter_mut().zip(dows.iter_mut())) {
-            // In 0..24 and 0..7 by construction (rem_euclid).
-            *h = hour_of(seg[i].ts) as usize;
-            *d = dow_of(seg[i].ts) as usize;
-        }
-        let (hours, dows) = (&hours[..m], &dows[..m]);
-        for (j, (def, &r)) in FEATURES.iter().zip(&window_of).enumerate() {
-            let col = out.chunks_exact_mut(nf).map(|row| &mut row[j]);
-            let rows = i0..i1;
-            match def.kind {
-                Kind::Lag1Close => col.zip(rows).for_each(|(o, i)| *o = close[i - 1]),
-                Kind::Hour => col.zip(hours).for_each(|(o, &h)| *o = h as f64),
-                Kind::LogRet => col.zip(rows).for_each(|(o, i)| *o = logret[i]),
-                Kind::LogRetLag(k) => col.zip(rows).for_each(|(o, i)| *o = logret[i - k]),
-                Kind::RangeRel => col
-                    .zip(rows)
-                    .for_each(|(o, i)| *o = (seg[i].high - seg[i].low) / close[i]),
-                Kind::HourSin => col.zip(hours).for_each(|(o, &h)| *o = hour_sin[h]),
-                Kind::HourCos => col.zip(hours).for_each(|(o, &h)| *o = hour_cos[h]),
-                Kind::DowSin => col.zip(dows).for_each(|(o, &d)| *o = dow_sin[d]),
-                Kind::DowCos => col.zip(dows).for_each(|(o, &d)| *o = dow_cos[d]),
-                Kind::CloseMean(_) | Kind::LogRetMean(_) => {
-                    col.zip(&stats[r]).for_each(|(o, s)| *o = s.mean())
+        }));
+        let seg = &seg[lo..i1];
+        let (i0, i1) = (warmup, i1 - lo);
+        close.clear();
+        close.extend(seg.iter().map(|b| b.close));
+        volume.clear();
+        volume.extend(seg.iter().map(|b| b.volume.unwrap_or(f64::NAN)));
+        let (close, logret, volume) = (&close[..], &logret[..], &volume[..]);
+        for s0 in (i0..i1).step_by(SUB_ROWS) {
+            let s1 = (s0 + SUB_ROWS).min(i1);
+            let m = s1 - s0;
+            for ((&(series, _), roll), st) in WINDOWS
+                .windows
+                .iter()
+                .zip(rolls.iter_mut())
+                .zip(stats.iter_mut())
+            {
+                let xs = match series {
+                    Series::Close => close,
+                    Series::LogRet => logret,
+                    Series::Volume => volume,
+                };
+                for (i, s) in (s0..s1).zip(st.iter_mut()) {
+                    *s = roll.next(xs, i);
                 }
-                Kind::CloseRelMean(_) => col
-                    .zip(&stats[r])
-                    .zip(rows)
-                    .for_each(|((o, s), i)| *o = close[i] / s.mean() - 1.0),
-                Kind::LogRetStd(_) => col.zip(&stats[r]).for_each(|(o, s)| *o = s.std()),
-                Kind::VolumeZ(_) => col.zip(&stats[r]).zip(rows).for_each(|((o, &s), i)| {
-                    let (v, mean, std) = (volume[i], s.mean(), s.std());
-                    // A (near-)constant window has no scale: "no deviation", not ±inf.
-                    *o = if v.is_finite() && s.n >= 2 && std > 16.0 * f64::EPSILON * mean.abs() {
-                        (v - mean) / std
-                    } else {
-                        0.0
-                    };
-                }),
+            }
+            for (i, (h, d)) in (s0..s1).zip(hours.iter_mut().zip(dows.iter_mut())) {
+                // In 0..24 and 0..7 by construction (rem_euclid).
+                *h = hour_of(seg[i].ts) as usize;
+                *d = dow_of(seg[i].ts) as usize;
+            }
+            let (hours, dows) = (&hours[..m], &dows[..m]);
+            let out_row = r0 + (s0 - i0);
+            for (j, (def, &r)) in FEATURES.iter().zip(&WINDOWS.window_of).enumerate() {
+                let col = L::column(values, stride, j, out_row, m);
+                let rows = s0..s1;
+                match def.kind {
+                    Kind::Lag1Close => col.zip(rows).for_each(|(o, i)| *o = close[i - 1]),
+                    Kind::Hour => col.zip(hours).for_each(|(o, &h)| *o = h as f64),
+                    Kind::LogRet => col.zip(rows).for_each(|(o, i)| *o = logret[i]),
+                    Kind::LogRetLag(k) => col.zip(rows).for_each(|(o, i)| *o = logret[i - k]),
+                    Kind::RangeRel => col
+                        .zip(rows)
+                        .for_each(|(o, i)| *o = (seg[i].high - seg[i].low) / close[i]),
+                    Kind::HourSin => col.zip(hours).for_each(|(o, &h)| *o = hour_sin[h]),
+                    Kind::HourCos => col.zip(hours).for_each(|(o, &h)| *o = hour_cos[h]),
+                    Kind::DowSin => col.zip(dows).for_each(|(o, &d)| *o = dow_sin[d]),
+                    Kind::DowCos => col.zip(dows).for_each(|(o, &d)| *o = dow_cos[d]),
+                    Kind::CloseMean(_) | Kind::LogRetMean(_) => {
+                        col.zip(&stats[r]).for_each(|(o, s)| *o = s.mean())
+                    }
+                    Kind::CloseRelMean(_) => col
+                        .zip(&stats[r])
+                        .zip(rows)
+                        .for_each(|((o, s), i)| *o = close[i] / s.mean() - 1.0),
+                    Kind::LogRetStd(_) => col.zip(&stats[r]).for_each(|(o, s)| *o = s.std()),
+                    Kind::VolumeZ(_) => col.zip(&stats[r]).zip(rows).for_each(|((o, &s), i)| {
+                        let (v, mean, std) = (volume[i], s.mean(), s.std());
+                        // A (near-)constant window has no scale: "no deviation", not ±inf.
+                        *o = if v.is_finite() && s.n >= 2 && std > 16.0 * f64::EPSILON * mean.abs()
+                        {
+                            (v - mean) / std
+                        } else {
+                            0.0
+                        };
+                    }),
+                }
             }
         }
     }
@@ -617,11 +980,17 @@ impl FeatureFrame {
 
     /// The file metadata of this frame: spec metadata plus the row counts.
     pub fn metadata(&self) -> Vec<(String, String)> {
-        let mut m = spec_metadata();
-        m.push((meta::ROWS_IN.into(), self.rows_in.to_string()));
-        m.push((meta::DROPPED_GAP.into(), self.dropped_gap.to_string()));
-        m.push((meta::DROPPED_WARMUP.into(), self.dropped_warmup.to_string()));
-        m
+        self.counts().metadata()
+    }
+
+    /// The row counts of this frame.
+    pub fn counts(&self) -> Counts {
+        Counts {
+            rows_in: self.rows_in,
+            rows_out: self.len(),
+            dropped_gap: self.dropped_gap,
+            dropped_warmup: self.dropped_warmup,
+        }
     }
 
     /// One record batch in the [`feature_schema`], with [`FeatureFrame::metadata`] as
@@ -826,14 +1195,13 @@ pub async fn read_frame(store: &crate::Store, coin: &str) -> Result<Option<Featu
 pub const ROW_GROUP_ROWS: usize = 8_192;
 
 /// Writer settings of feature files (see [`write_frame_to`] for why).
-fn writer_props(frame: &FeatureFrame) -> parquet::file::properties::WriterProperties {
+fn writer_props(metadata: Vec<(String, String)>) -> parquet::file::properties::WriterProperties {
     use parquet::basic::Compression;
     use parquet::file::metadata::KeyValue;
     use parquet::file::properties::{EnabledStatistics, WriterProperties};
     use parquet::schema::types::ColumnPath;
 
-    let kv = frame
-        .metadata()
+    let kv = metadata
         .into_iter()
         .map(|(k, v)| KeyValue::new(k, v))
         .collect();
@@ -849,8 +1217,128 @@ fn writer_props(frame: &FeatureFrame) -> parquet::file::properties::WriterProper
         .build()
 }
 
+/// Writes one feature file into `W` a row group at a time: [`FeatureFileWriter::write_block`]
+/// per block (one row group each), then [`FeatureFileWriter::finish`]. Settings as
+/// [`write_frame_to`]; the footer carries the [`Counts`] given at the start.
+pub struct FeatureFileWriter<W: std::io::Write + Send> {
+    w: parquet::file::writer::SerializedFileWriter<W>,
+    coin: String,
+    coin_values: Vec<parquet::data_type::ByteArray>,
+    scratch: Vec<f64>,
+    defs: Vec<i16>,
+    key: String,
+}
+
+impl<W: std::io::Write + Send> std::fmt::Debug for FeatureFileWriter<W> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FeatureFileWriter")
+            .field("coin", &self.coin)
+            .field("key", &self.key)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<W: std::io::Write + Send> FeatureFileWriter<W> {
+    /// Starts the file of `coin` (schema and settings; `key` names it in errors).
+    pub fn new(out: W, coin: &str, counts: &Counts, key: &str) -> Result<Self> {
+        use parquet::arrow::{ArrowSchemaConverter, add_encoded_arrow_schema_to_metadata};
+        use parquet::file::writer::SerializedFileWriter;
+
+        let enc = |e: parquet::errors::ParquetError| encode_error(key, e);
+        let metadata = counts.metadata();
+        // The Arrow schema is embedded as `ArrowWriter` would, with the file metadata as
+        // its schema metadata (as `to_batch` gives).
+        let schema = Schema::new(feature_schema().fields().clone()).with_metadata(
+            metadata
+                .iter()
+                .cloned()
+                .collect::<std::collections::BTreeMap<_, _>>(),
+        );
+        let mut props = writer_props(metadata);
+        add_encoded_arrow_schema_to_metadata(&schema, &mut props);
+        let descr = ArrowSchemaConverter::new().convert(&schema).map_err(enc)?;
+        let w = SerializedFileWriter::new(out, descr.root_schema_ptr(), Arc::new(props))
+            .map_err(enc)?;
+        Ok(FeatureFileWriter {
+            w,
+            coin: coin.to_string(),
+            coin_values: Vec::new(),
+            scratch: Vec::new(),
+            defs: Vec::new(),
+            key: key.to_string(),
+        })
+    }
+
+    /// Writes `block` as one row group (nothing when it is empty).
+    pub fn write_block(&mut self, block: &FeatureBlock) -> Result<()> {
+        use parquet::data_type::{
+            ByteArray, ByteArrayType, DataType as PqType, DoubleType, Int64Type,
+        };
+        use parquet::file::writer::SerializedRowGroupWriter;
+
+        /// Writes the next column of `rg` (which must be of type `T`).
+        fn column<W: std::io::Write + Send, T: PqType>(
+            rg: &mut SerializedRowGroupWriter<'_, W>,
+            values: &[T::T],
+            def_levels: Option<&[i16]>,
+        ) -> parquet::errors::Result<()> {
+            let mut col = rg.next_column()?.ok_or_else(|| {
+                parquet::errors::ParquetError::General("more columns than the schema".into())
+            })?;
+            col.typed::<T>().write_batch(values, def_levels, None)?;
+            col.close()
+        }
+
+        let n = block.len();
+        if n == 0 {
+            return Ok(());
+        }
+        let key = &self.key;
+        let enc = |e: parquet::errors::ParquetError| encode_error(key, e);
+        if self.coin_values.len() < n {
+            let coin = ByteArray::from(self.coin.as_str());
+            self.coin_values.resize(n, coin);
+        }
+        let mut rg = self.w.next_row_group().map_err(enc)?;
+        column::<_, Int64Type>(&mut rg, &block.ts, None).map_err(enc)?;
+        column::<_, ByteArrayType>(&mut rg, &self.coin_values[..n], None).map_err(enc)?;
+        column::<_, DoubleType>(&mut rg, &block.close, None).map_err(enc)?;
+        for j in 0..FEATURES.len() {
+            column::<_, DoubleType>(&mut rg, block.column(j), None).map_err(enc)?;
+        }
+        // Targets are nullable: NaN is written as null.
+        for target in [&block.target_logret_1h, &block.target_close_1h] {
+            self.scratch.clear();
+            self.defs.clear();
+            for &x in target {
+                self.defs.push(i16::from(x.is_finite()));
+                if x.is_finite() {
+                    self.scratch.push(x);
+                }
+            }
+            column::<_, DoubleType>(&mut rg, &self.scratch, Some(&self.defs)).map_err(enc)?;
+        }
+        rg.close().map_err(enc)?;
+        Ok(())
+    }
+
+    /// Writes the footer and returns the output.
+    pub fn finish(self) -> Result<W> {
+        let key = self.key;
+        self.w.into_inner().map_err(|e| encode_error(&key, e))
+    }
+}
+
+fn encode_error(key: &str, e: parquet::errors::ParquetError) -> CoreError {
+    CoreError::Encode {
+        key: key.to_string(),
+        reason: e.to_string(),
+    }
+}
+
 /// Writes a frame as a feature file into `out`, one row group at a time, and returns `out`.
-/// Deterministic: the same frame gives the same bytes.
+/// Deterministic: the same frame gives the same bytes — the bytes [`write_blocks_to`]
+/// gives for the bars the frame was computed from.
 ///
 /// Writer settings differ from [`crate::parquet_io::encode`] on purpose (measured on the
 /// shared file, 33k rows): nearly every feature value is a distinct float64, so compression
@@ -859,77 +1347,46 @@ fn writer_props(frame: &FeatureFrame) -> parquet::file::properties::WriterProper
 /// 14x. Dictionary encoding is off (larger and slower on such data) except for `coin`;
 /// min/max statistics are kept only on `ts`, which readers filter on.
 ///
-/// Columns go straight from the frame to Parquet's column writers (the Arrow schema is
-/// embedded as `ArrowWriter` would, so Arrow readers see the same types and metadata):
-/// no Arrow arrays are built, and only one row group is buffered at a time (~3 MB),
-/// whatever the number of rows.
+/// Columns go straight to Parquet's column writers (the Arrow schema is embedded as
+/// `ArrowWriter` would, so Arrow readers see the same types and metadata): no Arrow arrays
+/// are built, and only one row group is buffered at a time (~3 MB), whatever the number of
+/// rows.
 pub fn write_frame_to<W: std::io::Write + Send>(
     frame: &FeatureFrame,
     out: W,
     key: &str,
 ) -> Result<W> {
-    use parquet::arrow::{ArrowSchemaConverter, add_encoded_arrow_schema_to_metadata};
-    use parquet::data_type::{ByteArray, ByteArrayType, DataType as PqType, DoubleType, Int64Type};
-    use parquet::file::writer::{SerializedFileWriter, SerializedRowGroupWriter};
-
-    let enc = |e: parquet::errors::ParquetError| CoreError::Encode {
-        key: key.to_string(),
-        reason: e.to_string(),
-    };
-    let schema = frame.batch_of(0..0)?.schema();
-    let mut props = writer_props(frame);
-    add_encoded_arrow_schema_to_metadata(&schema, &mut props);
-    let descr = ArrowSchemaConverter::new().convert(&schema).map_err(enc)?;
-    let mut w =
-        SerializedFileWriter::new(out, descr.root_schema_ptr(), Arc::new(props)).map_err(enc)?;
-
-    /// Writes the next column of `rg` (which must be of type `T`).
-    fn column<W: std::io::Write + Send, T: PqType>(
-        rg: &mut SerializedRowGroupWriter<'_, W>,
-        values: &[T::T],
-        def_levels: Option<&[i16]>,
-    ) -> parquet::errors::Result<()> {
-        let mut col = rg.next_column()?.ok_or_else(|| {
-            parquet::errors::ParquetError::General("more columns than the schema".into())
-        })?;
-        col.typed::<T>().write_batch(values, def_levels, None)?;
-        col.close()
-    }
-
-    let nf = frame.n_features();
-    let rows = ROW_GROUP_ROWS.min(frame.len());
-    let coin = vec![ByteArray::from(frame.coin.as_str()); rows];
-    let mut scratch: Vec<f64> = Vec::with_capacity(rows);
-    let mut defs: Vec<i16> = Vec::with_capacity(rows);
+    let mut w = FeatureFileWriter::new(out, &frame.coin, &frame.counts(), key)?;
+    let mut block = FeatureBlock::default();
     let mut start = 0;
     while start < frame.len() {
         let end = (start + ROW_GROUP_ROWS).min(frame.len());
-        let mut rg = w.next_row_group().map_err(enc)?;
-        column::<_, Int64Type>(&mut rg, &frame.ts[start..end], None).map_err(enc)?;
-        column::<_, ByteArrayType>(&mut rg, &coin[..end - start], None).map_err(enc)?;
-        column::<_, DoubleType>(&mut rg, &frame.close[start..end], None).map_err(enc)?;
-        let block = &frame.values[start * nf..end * nf];
-        for j in 0..nf {
-            scratch.clear();
-            scratch.extend(block.chunks_exact(nf).map(|row| row[j]));
-            column::<_, DoubleType>(&mut rg, &scratch, None).map_err(enc)?;
-        }
-        // Targets are nullable: NaN is written as null.
-        for target in [&frame.target_logret_1h, &frame.target_close_1h] {
-            scratch.clear();
-            defs.clear();
-            for &x in &target[start..end] {
-                defs.push(i16::from(x.is_finite()));
-                if x.is_finite() {
-                    scratch.push(x);
-                }
-            }
-            column::<_, DoubleType>(&mut rg, &scratch, Some(&defs)).map_err(enc)?;
-        }
-        rg.close().map_err(enc)?;
+        block.fill_from_frame(frame, start..end);
+        w.write_block(&block)?;
         start = end;
     }
-    w.into_inner().map_err(enc)
+    w.finish()
+}
+
+/// Computes the features of `coin` from its `bars` block by block (see [`Blocks`]) and
+/// writes each block as one row group into `out` straight away, so no more than one block
+/// of features is held. `block` is the (reused) buffer; `each` sees every block before it
+/// is written. Same bytes as [`write_frame_to`] of [`compute`]`(coin, bars)`.
+pub fn write_blocks_to<W: std::io::Write + Send>(
+    coin: &str,
+    bars: &[Bar],
+    block: &mut FeatureBlock,
+    mut each: impl FnMut(&FeatureBlock),
+    out: W,
+    key: &str,
+) -> Result<W> {
+    let mut blocks = Blocks::new(bars);
+    let mut w = FeatureFileWriter::new(out, coin, &blocks.counts(), key)?;
+    while blocks.next_block(block) {
+        each(block);
+        w.write_block(block)?;
+    }
+    w.finish()
 }
 
 /// Encodes a frame as a feature file in memory: deterministic bytes for the same frame
@@ -948,6 +1405,23 @@ pub async fn write_frame(store: &crate::Store, frame: &FeatureFrame) -> Result<(
     let key = crate::storage::layout::features(&frame.coin);
     crate::parquet_io::put_streamed(store, &key, |out| {
         write_frame_to(frame, out, &key).map(drop)
+    })
+    .await
+}
+
+/// Computes and writes the features of `coin` to `features/<COIN>.parquet` block by block
+/// ([`write_blocks_to`]), atomically; returns the counts. On a local store only one block
+/// of features and one row group are in memory at a time (S3: the file, then one PUT).
+pub async fn write_blocks(
+    store: &crate::Store,
+    coin: &str,
+    bars: &[Bar],
+    block: &mut FeatureBlock,
+    each: impl FnMut(&FeatureBlock),
+) -> Result<()> {
+    let key = crate::storage::layout::features(coin);
+    crate::parquet_io::put_streamed(store, &key, |out| {
+        write_blocks_to(coin, bars, block, each, out, &key).map(drop)
     })
     .await
 }
@@ -1067,6 +1541,81 @@ mod tests {
             err.to_string().contains("feature spec 0123456789abcdef"),
             "{err}"
         );
+    }
+
+    /// Bars with holes, an unusable bar and a duplicate: several segments of rows.
+    fn gappy_bars() -> Vec<Bar> {
+        let mut b = bars((0..700).chain(702..1500).chain(1501..2300));
+        b[1000].close = f64::NAN;
+        let dup = b[1800].clone();
+        b.insert(1800, dup);
+        b
+    }
+
+    #[test]
+    fn blocks_of_any_size_give_the_rows_and_bits_of_compute() {
+        let b = gappy_bars();
+        let frame = compute("BTC", &b);
+        assert!(
+            frame.dropped_gap > 0 && frame.len() > 1000,
+            "several segments"
+        );
+        for rows in [1, 7, 256, 333, 1000, frame.len(), usize::MAX] {
+            let mut blocks = Blocks::with_block_rows(&b, rows);
+            assert_eq!(blocks.counts(), frame.counts());
+            let mut block = FeatureBlock::default();
+            let mut at = 0;
+            while blocks.next_block(&mut block) {
+                assert!(block.len() <= rows);
+                let r = at..at + block.len();
+                assert_eq!(block.ts, frame.ts[r.clone()]);
+                let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&block.close), bits(&frame.close[r.clone()]));
+                assert_eq!(
+                    bits(&block.target_logret_1h),
+                    bits(&frame.target_logret_1h[r.clone()])
+                );
+                assert_eq!(
+                    bits(&block.target_close_1h),
+                    bits(&frame.target_close_1h[r.clone()])
+                );
+                for j in 0..FEATURES.len() {
+                    let want: Vec<f64> = r.clone().map(|i| frame.row(i)[j]).collect();
+                    assert_eq!(
+                        bits(block.column(j)),
+                        bits(&want),
+                        "feature {j}, rows {r:?}"
+                    );
+                }
+                at += block.len();
+            }
+            assert_eq!(at, frame.len(), "blocks of {rows} cover every row");
+            assert!(block.is_empty());
+        }
+    }
+
+    #[test]
+    fn a_file_written_block_by_block_has_the_bytes_of_the_whole_frame() {
+        let key = "features/BTC.parquet";
+        for b in [
+            gappy_bars(),
+            bars(0..(ROW_GROUP_ROWS as i64 * 2 + 500)),
+            bars(0..100),
+        ] {
+            let whole = encode_frame(&compute("BTC", &b), key).unwrap();
+            let mut seen = 0;
+            let streamed = write_blocks_to(
+                "BTC",
+                &b,
+                &mut FeatureBlock::default(),
+                |blk| seen += blk.len(),
+                Vec::new(),
+                key,
+            )
+            .unwrap();
+            assert_eq!(streamed, whole.to_vec());
+            assert_eq!(seen, compute("BTC", &b).len());
+        }
     }
 
     #[test]

@@ -21,6 +21,11 @@ fn bench(c: &mut Criterion) {
         })
     });
     g.finish();
+    // What rps-serve does per request: the features of the newest ~200 bars.
+    let recent = &bars[bars.len() - 200..];
+    c.bench_function("compute_200_bars", |b| {
+        b.iter(|| features::compute("BTC", std::hint::black_box(recent)))
+    });
 }
 
 criterion_group!(benches, bench);

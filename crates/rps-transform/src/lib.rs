@@ -357,10 +357,13 @@ impl Workers {
                     handle.clone(),
                 );
                 std::thread::spawn(move || {
+                    // One feature block per worker, reused coin after coin.
+                    let mut block = features::FeatureBlock::default();
                     while !stop.load(Ordering::Relaxed) {
                         let i = next.fetch_add(1, Ordering::Relaxed);
                         let Some(coin) = coins.get(i) else { break };
-                        let res = transform_coin(&handle, &store, coin, want_profile, sample);
+                        let res =
+                            transform_coin(&handle, &store, coin, want_profile, sample, &mut block);
                         if res.is_err() {
                             stop.store(true, Ordering::Relaxed);
                         }
@@ -412,6 +415,7 @@ fn transform_coin(
     coin: &str,
     want_profile: bool,
     sample: usize,
+    block: &mut features::FeatureBlock,
 ) -> Result<CoinDone> {
     let mut bars = handle.block_on(parquet_io::read_bars_here(store, coin))?;
     // The store keeps bars sorted by (coin, ts); sorting again is cheap insurance
@@ -420,24 +424,26 @@ fn transform_coin(
         bars.sort_by_key(|b| b.ts);
     }
     let key = layout::features(coin);
-    let frame = features::compute(coin, &bars);
+    let counts = features::counts(&bars);
     let (gaps, missing_hours) = gap_stats(&bars);
     let summary = CoinSummary {
-        rows_in: frame.rows_in,
-        rows_out: frame.len(),
-        dropped_gap: frame.dropped_gap,
-        dropped_warmup: frame.dropped_warmup,
+        rows_in: counts.rows_in,
+        rows_out: counts.rows_out,
+        dropped_gap: counts.dropped_gap,
+        dropped_warmup: counts.dropped_warmup,
         gaps,
         missing_hours,
         first_ts: bars.first().map(|b| fmt_ms(b.ts)),
         last_ts: bars.last().map(|b| fmt_ms(b.ts)),
         output: key,
     };
-    let piece = want_profile.then(|| profile::CoinPiece::new(&frame, &bars, &summary, sample));
-    // Free what is no longer needed before the writer's buffers (peak memory).
-    drop(bars);
-    // Streamed to the file row group by row group (S3: one PUT of the whole file).
-    handle.block_on(features::write_frame(store, &frame))?;
+    let mut piece = want_profile.then(|| profile::CoinPiece::start(coin, &bars, &summary, sample));
+    // Computed and written one row group at a time (S3: one PUT of the whole file).
+    handle.block_on(features::write_blocks(store, coin, &bars, block, |b| {
+        if let Some(p) = piece.as_mut() {
+            p.add_block(b);
+        }
+    }))?;
     Ok(CoinDone {
         coin: coin.to_string(),
         summary,

@@ -7,7 +7,7 @@
 //! hold 100 coins of features in memory.
 
 use rps_core::Bar;
-use rps_core::features::{self, FeatureFrame, TARGET_CLOSE, TARGET_LOGRET};
+use rps_core::features::{self, FeatureBlock, TARGET_CLOSE, TARGET_LOGRET};
 use rps_core::time::HOUR_MS;
 
 use crate::{CoinSummary, Result, Summary, TransformError, charts, validation};
@@ -115,39 +115,17 @@ pub struct CoinPiece {
     /// Close over time, down-sampled, split into gap-free runs.
     price: PriceRuns,
     summary: CoinSummary,
+    /// Every `stride`-th feature row is sampled.
+    stride: usize,
 }
 
 impl CoinPiece {
-    /// Summarises one coin's frame and raw bars, keeping at most `sample` rows.
-    pub fn new(
-        frame: &FeatureFrame,
-        bars: &[Bar],
-        summary: &CoinSummary,
-        sample: usize,
-    ) -> CoinPiece {
-        let cols = columns();
-        let nf = frame.n_features();
-        let n = frame.len();
-        let value = |i: usize, c: usize| -> f64 {
-            match c {
-                0 => frame.close[i],
-                c if c <= nf => frame.values[i * nf + c - 1],
-                c if c == nf + 1 => frame.target_logret_1h[i],
-                _ => frame.target_close_1h[i],
-            }
-        };
-        let mut acc = vec![ColumnAcc::default(); cols.len()];
-        for i in 0..n {
-            for (c, a) in acc.iter_mut().enumerate() {
-                a.push(value(i, c));
-            }
-        }
-        let stride = n.div_ceil(sample.max(1)).max(1);
-        let picked: Vec<usize> = (0..n).step_by(stride).collect();
-        let sample = (0..cols.len())
-            .map(|c| picked.iter().map(|&i| value(i, c)).collect())
-            .collect();
-
+    /// Starts the piece of one coin from its raw bars and summary; its `summary.rows_out`
+    /// feature rows are then added block by block with [`CoinPiece::add_block`], of which
+    /// at most `sample` rows are kept (evenly strided).
+    pub fn start(coin: &str, bars: &[Bar], summary: &CoinSummary, sample: usize) -> CoinPiece {
+        let n = summary.rows_out;
+        let cols = columns().len();
         let pstride = bars.len().div_ceil(PRICE_POINTS).max(1);
         let mut price: PriceRuns = Vec::new();
         let mut prev: Option<i64> = None;
@@ -161,14 +139,39 @@ impl CoinPiece {
             }
             prev = Some(b.ts);
         }
+        let stride = n.div_ceil(sample.max(1)).max(1);
         CoinPiece {
-            coin: frame.coin.clone(),
-            acc,
-            sample,
-            rows: n,
+            coin: coin.to_string(),
+            acc: vec![ColumnAcc::default(); cols],
+            // Not `vec![Vec::with_capacity(..); cols]`: a clone does not keep the capacity.
+            sample: (0..cols)
+                .map(|_| Vec::with_capacity(n.div_ceil(stride)))
+                .collect(),
+            rows: 0,
             price,
             summary: summary.clone(),
+            stride,
         }
+    }
+
+    /// Adds the next feature rows: every value to the statistics, and the sampled rows
+    /// (every `stride`-th row of the coin) to the sample.
+    pub fn add_block(&mut self, block: &FeatureBlock) {
+        let nf = features::FEATURES.len();
+        let first = self.rows;
+        // The first row of this block that is sampled.
+        let skip = (self.stride - first % self.stride) % self.stride;
+        for (c, (acc, sample)) in self.acc.iter_mut().zip(&mut self.sample).enumerate() {
+            let col: &[f64] = match c {
+                0 => &block.close,
+                c if c <= nf => block.column(c - 1),
+                c if c == nf + 1 => &block.target_logret_1h,
+                _ => &block.target_close_1h,
+            };
+            col.iter().for_each(|&x| acc.push(x));
+            sample.extend(col.iter().skip(skip).step_by(self.stride));
+        }
+        self.rows += block.len();
     }
 }
 
@@ -475,6 +478,69 @@ mod tests {
         assert_eq!(a.missing, 1);
         assert!((a.mean - whole.mean).abs() < 1e-12);
         assert!((a.std() - whole.std()).abs() < 1e-12);
+    }
+
+    fn piece_in_blocks(bars: &[Bar], rows: usize, sample: usize) -> CoinPiece {
+        let mut blocks = features::Blocks::with_block_rows(bars, rows);
+        let c = blocks.counts();
+        let summary = CoinSummary {
+            rows_in: c.rows_in,
+            rows_out: c.rows_out,
+            dropped_gap: c.dropped_gap,
+            dropped_warmup: c.dropped_warmup,
+            gaps: 0,
+            missing_hours: 0,
+            first_ts: None,
+            last_ts: None,
+            output: String::new(),
+        };
+        let mut piece = CoinPiece::start("BTC", bars, &summary, sample);
+        let mut block = FeatureBlock::default();
+        while blocks.next_block(&mut block) {
+            piece.add_block(&block);
+        }
+        piece
+    }
+
+    #[test]
+    fn a_piece_samples_every_strided_row_and_is_the_same_whatever_the_block_size() {
+        let bars: Vec<Bar> = (0..2_000)
+            .filter(|h| !(900..905).contains(h))
+            .map(|h| Bar {
+                ts: h * HOUR_MS,
+                coin: String::new(),
+                open: 1.0,
+                high: 2.0 + (h % 5) as f64,
+                low: 1.0,
+                close: 1.5 + (h as f64 * 0.1).sin(),
+                volume: Some((h % 11) as f64),
+                cap: None,
+                points: 0,
+                source: rps_core::Source::Synthetic,
+                ingested_at: 0,
+            })
+            .collect();
+        let frame = features::compute("BTC", &bars);
+        let whole = piece_in_blocks(&bars, usize::MAX, 100);
+        let stride = frame.len().div_ceil(100);
+        assert!(stride > 1);
+        let want: Vec<f64> = frame.close.iter().copied().step_by(stride).collect();
+        assert_eq!(
+            whole.sample[0], want,
+            "close of rows 0, stride, 2 stride, ..."
+        );
+        assert_eq!(whole.rows, frame.len());
+        for rows in [1, 13, 256, 1_000] {
+            let p = piece_in_blocks(&bars, rows, 100);
+            let bits = |v: &Vec<Vec<f64>>| -> Vec<Vec<u64>> {
+                v.iter()
+                    .map(|c| c.iter().map(|x| x.to_bits()).collect())
+                    .collect()
+            };
+            assert_eq!(bits(&p.sample), bits(&whole.sample), "blocks of {rows}");
+            assert_eq!(format!("{:?}", p.acc), format!("{:?}", whole.acc));
+            assert_eq!(p.rows, whole.rows);
+        }
     }
 
     #[test]
