@@ -863,7 +863,9 @@ impl Roll {
     /// (any value `>= w - 1` at the first).
     fn next(&mut self, xs: &[f64], i: usize) -> Stats {
         let lo = i + 1 - self.w;
-        let s = &mut self.sums;
+        // Updated in a local copy and stored whole: the caller's copy of the result is
+        // then not read back from fields just written one by one (a store-forwarding stall).
+        let mut s = self.sums;
         if self.until_resum == 0 {
             let win = &xs[lo..=i];
             s.shift = win.iter().copied().find(|x| x.is_finite()).unwrap_or(0.0);
@@ -893,7 +895,8 @@ impl Roll {
             }
         }
         self.until_resum -= 1;
-        *s
+        self.sums = s;
+        s
     }
 }
 
