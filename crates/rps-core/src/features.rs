@@ -1371,19 +1371,18 @@ pub fn write_frame_to<W: std::io::Write + Send>(
     w.finish()
 }
 
-/// Computes the features of `coin` from its `bars` block by block (see [`Blocks`]) and
-/// writes each block as one row group into `out` straight away, so no more than one block
-/// of features is held. `block` is the (reused) buffer; `each` sees every block before it
-/// is written. Same bytes as [`write_frame_to`] of [`compute`]`(coin, bars)`.
+/// Computes the features of `coin` block by block (`blocks`, over its bars) and writes
+/// each block as one row group into `out` straight away, so no more than one block of
+/// features is held. `block` is the (reused) buffer; `each` sees every block before it is
+/// written. Same bytes as [`write_frame_to`] of [`compute`]`(coin, bars)`.
 pub fn write_blocks_to<W: std::io::Write + Send>(
     coin: &str,
-    bars: &[Bar],
+    mut blocks: Blocks<'_>,
     block: &mut FeatureBlock,
     mut each: impl FnMut(&FeatureBlock),
     out: W,
     key: &str,
 ) -> Result<W> {
-    let mut blocks = Blocks::new(bars);
     let mut w = FeatureFileWriter::new(out, coin, &blocks.counts(), key)?;
     while blocks.next_block(block) {
         each(block);
@@ -1413,18 +1412,18 @@ pub async fn write_frame(store: &crate::Store, frame: &FeatureFrame) -> Result<(
 }
 
 /// Computes and writes the features of `coin` to `features/<COIN>.parquet` block by block
-/// ([`write_blocks_to`]), atomically; returns the counts. On a local store only one block
-/// of features and one row group are in memory at a time (S3: the file, then one PUT).
+/// ([`write_blocks_to`]), atomically. On a local store only one block of features and one
+/// row group are in memory at a time (S3: the file, then one PUT).
 pub async fn write_blocks(
     store: &crate::Store,
     coin: &str,
-    bars: &[Bar],
+    blocks: Blocks<'_>,
     block: &mut FeatureBlock,
     each: impl FnMut(&FeatureBlock),
 ) -> Result<()> {
     let key = crate::storage::layout::features(coin);
     crate::parquet_io::put_streamed(store, &key, |out| {
-        write_blocks_to(coin, bars, block, each, out, &key).map(drop)
+        write_blocks_to(coin, blocks, block, each, out, &key).map(drop)
     })
     .await
 }
@@ -1609,7 +1608,7 @@ mod tests {
             let mut seen = 0;
             let streamed = write_blocks_to(
                 "BTC",
-                &b,
+                Blocks::new(&b),
                 &mut FeatureBlock::default(),
                 |blk| seen += blk.len(),
                 Vec::new(),

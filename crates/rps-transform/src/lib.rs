@@ -424,7 +424,8 @@ fn transform_coin(
         bars.sort_by_key(|b| b.ts);
     }
     let key = layout::features(coin);
-    let counts = features::counts(&bars);
+    let blocks = features::Blocks::new(&bars);
+    let counts = blocks.counts();
     let (gaps, missing_hours) = gap_stats(&bars);
     let summary = CoinSummary {
         rows_in: counts.rows_in,
@@ -439,7 +440,7 @@ fn transform_coin(
     };
     let mut piece = want_profile.then(|| profile::CoinPiece::start(coin, &bars, &summary, sample));
     // Computed and written one row group at a time (S3: one PUT of the whole file).
-    handle.block_on(features::write_blocks(store, coin, &bars, block, |b| {
+    handle.block_on(features::write_blocks(store, coin, blocks, block, |b| {
         if let Some(p) = piece.as_mut() {
             p.add_block(b);
         }

@@ -9,4 +9,5 @@ mod gaps;
 mod golden;
 mod jobs;
 mod profile_html;
+mod s3;
 mod support;

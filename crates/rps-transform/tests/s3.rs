@@ -1,0 +1,92 @@
+//! The real binary on the S3 test server (`RPS_TEST_S3_ENDPOINT`, started by
+//! `.ci/services start`; skipped outside CI when it is not set).
+
+use std::io::{Read, Write};
+
+use rps_core::storage::S3Options;
+use rps_core::{Store, parquet_io};
+
+use crate::support::{bars_at, put_raw, run_bin, stderr};
+
+const KEY_ID: &str = "rps-test";
+const SECRET: &str = "rps-test-secret";
+
+/// Creates a fresh bucket on the test server (an unsigned `PUT /<bucket>`, which it accepts).
+fn create_bucket(endpoint: &str, test: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let bucket = format!(
+        "rpst-{test}-{}-{}",
+        std::process::id(),
+        nanos % 1_000_000_000
+    );
+    let host = endpoint.trim_start_matches("http://").trim_end_matches('/');
+    let mut conn = std::net::TcpStream::connect(host).expect("S3 test server answers");
+    write!(
+        conn,
+        "PUT /{bucket} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut resp = String::new();
+    conn.read_to_string(&mut resp).unwrap();
+    assert!(
+        resp.starts_with("HTTP/1.1 200"),
+        "create bucket {bucket}: {resp}"
+    );
+    bucket
+}
+
+#[tokio::test]
+async fn features_written_to_s3_have_the_bytes_of_a_local_run() {
+    let Some(endpoint) = rps_core::testenv::s3_endpoint() else {
+        return;
+    };
+    for (k, v) in [
+        ("AWS_ACCESS_KEY_ID", KEY_ID),
+        ("AWS_SECRET_ACCESS_KEY", SECRET),
+    ] {
+        if std::env::var_os(k).is_none() {
+            // SAFETY: std's environment functions hold a process-wide lock, and no code in
+            // this test binary reads the environment through libc directly.
+            #[allow(unsafe_code)]
+            unsafe {
+                std::env::set_var(k, v)
+            };
+        }
+    }
+    // More than two row groups, and a gap.
+    let bars = bars_at("ETH", (0..9_000).chain(9_010..18_000));
+
+    let dir = tempfile::tempdir().unwrap();
+    put_raw(dir.path(), "ETH", &bars).await;
+    let local = run_bin(&["--store", dir.path().to_str().unwrap()]);
+    assert!(local.status.success(), "{}", stderr(&local));
+    let want = std::fs::read(dir.path().join("features/ETH.parquet")).unwrap();
+
+    let bucket = create_bucket(&endpoint, "transform");
+    let location = format!("s3://{bucket}/rps");
+    let store = Store::open_with(
+        &location,
+        &S3Options {
+            endpoint: Some(endpoint.clone()),
+        },
+    )
+    .unwrap();
+    parquet_io::write_bars(&store, "ETH", &bars).await.unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rps-transform"))
+        .args(["--store", &location, "--jobs", "2"])
+        .env_remove("RPS_STORE")
+        .env_remove("RPS_COINS")
+        .env("AWS_ENDPOINT_URL", &endpoint)
+        .env("AWS_ACCESS_KEY_ID", KEY_ID)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET)
+        .env("AWS_REGION", "us-east-1")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let got = store.get("features/ETH.parquet").await.unwrap().unwrap();
+    assert_eq!(got.len(), want.len());
+    assert!(got == want, "S3 and local feature files differ");
+}
