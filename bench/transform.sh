@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Benchmarks rps-transform against pandas computing the same features (bench/pandas_features.py)
 # on the shared real file (33,259 hourly bars) and on that file replicated as 100 coins
-# (3,325,900 bars). Prints wall time, CPU time, rows/s and peak RSS of each, and the ratios.
+# (3,325,900 bars). Prints wall time, CPU time, rows/s, peak RSS and minor page faults of each,
+# the ratios, and the issue #3 targets (>= 20x pandas' wall time, peak RSS <= 25 % of pandas').
 # Both sides do the same work: read raw/<COIN>.parquet, compute the 42 features and the two
 # targets, and write one feature file per coin with the same Parquet settings (uncompressed,
 # dictionary only on coin, statistics only on ts, 8,192-row row groups). Neither side
@@ -9,7 +10,8 @@
 #
 #   bench/transform.sh [WORKDIR]        # WORKDIR defaults to a temp dir, removed afterwards
 #
-# Env: RPS_BENCH_RUNS (default 3; the fastest run is reported), RPS_BENCH_CSV (input file),
+# Env: RPS_BENCH_RUNS (default 3; the fastest run is reported), RPS_BENCH_RUNS_SMALL (runs of
+# rps-transform on the 1-coin store, default 10: it takes tens of ms), RPS_BENCH_CSV (input file),
 # RPS_TRANSFORM_JOBS (rps-transform --jobs, default one per CPU, at most 4; pandas is
 # single-threaded).
 # pandas/pyarrow live in .venv/bench (created here, pinned, on first use).
@@ -18,6 +20,7 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 CSV=${RPS_BENCH_CSV:-$ROOT/../shared/data/btc-usd-hourly-bitstamp-2018-2022.csv}
 RUNS=${RPS_BENCH_RUNS:-3}
+RUNS_SMALL=${RPS_BENCH_RUNS_SMALL:-10}
 VENV=$ROOT/.venv/bench
 PANDAS_VERSION=3.1.1
 PYARROW_VERSION=25.0.1
@@ -42,14 +45,19 @@ echo "# generating input stores in $WORK" >&2
 "$GEN" --csv "$CSV" --coins 1 --store "$WORK/s1" >&2
 "$GEN" --csv "$CSV" --coins 100 --store "$WORK/s100" >&2
 
-# measure LABEL ROWS CMD...: runs CMD $RUNS times, keeps the fastest run.
-# Prints "wall_s cpu_s rss_kb" of that run.
+# measure RUNS CMD...: runs CMD RUNS times, keeps the fastest run. Prints
+# "wall_s cpu_s rss_kb minor_faults" of that run. Wall time is taken with bash's
+# EPOCHREALTIME (microseconds; GNU time's %e has 10 ms steps, too coarse for a 30 ms run),
+# so it includes starting GNU time itself (~1 ms); CPU, RSS and faults come from GNU time.
 measure() {
-  local best="" line
-  for _ in $(seq "$RUNS"); do
-    /usr/bin/time -f "%e %U %S %M" -o "$WORK/time.txt" "$@" >/dev/null 2>"$WORK/stderr.txt" \
+  local runs=$1 best="" line t0 t1
+  shift
+  for _ in $(seq "$runs"); do
+    t0=$EPOCHREALTIME
+    /usr/bin/time -f "%U %S %M %R" -o "$WORK/time.txt" "$@" >/dev/null 2>"$WORK/stderr.txt" \
       || { cat "$WORK/stderr.txt" >&2; exit 1; }
-    line=$(awk '{printf "%.2f %.2f %d", $1, $2 + $3, $4}' "$WORK/time.txt")
+    t1=$EPOCHREALTIME
+    line=$(awk -v t0="$t0" -v t1="$t1" '{printf "%.4f %.2f %d %d", t1 - t0, $1 + $2, $3, $4}' "$WORK/time.txt")
     if [ -z "$best" ] || awk -v a="${line%% *}" -v b="${best%% *}" 'BEGIN{exit !(a < b)}'; then
       best=$line
     fi
@@ -57,23 +65,33 @@ measure() {
   echo "$best"
 }
 
-printf '%-22s %-7s %9s %9s %12s %10s\n' case tool wall_s cpu_s rows/s peak_MB
+printf '%-22s %-7s %9s %9s %12s %10s %9s\n' case tool wall_s cpu_s rows/s peak_MB faults
 for n in 1 100; do
   store=$WORK/s$n
   rows=$((33259 * n))
   label="$((rows / 1000))k rows ($n coin$([ "$n" = 1 ] || echo s))"
-  rust=$(measure "$BIN" --store "$store" --log-format json)
-  pandas=$(measure "$VENV/bin/python" "$ROOT/bench/pandas_features.py" --store "$store" --out "$WORK/pandas$n")
+  # A 1-coin run takes tens of milliseconds: more runs for a stable fastest one.
+  runs=$RUNS
+  [ "$n" != 1 ] || runs=$(( RUNS < RUNS_SMALL ? RUNS_SMALL : RUNS ))
+  rust=$(measure "$runs" "$BIN" --store "$store" --log-format json)
+  pandas=$(measure "$RUNS" "$VENV/bin/python" "$ROOT/bench/pandas_features.py" --store "$store" --out "$WORK/pandas$n")
   for tool in rust pandas; do
-    read -r wall cpu rss <<<"${!tool}"
-    awk -v l="$label" -v t="$tool" -v w="$wall" -v c="$cpu" -v r="$rows" -v m="$rss" \
-      'BEGIN{printf "%-22s %-7s %9.2f %9.2f %12.0f %10.1f\n", l, t, w, c, r / (w > 0 ? w : 0.01), m / 1024}'
+    read -r wall cpu rss faults <<<"${!tool}"
+    awk -v l="$label" -v t="$tool" -v w="$wall" -v c="$cpu" -v r="$rows" -v m="$rss" -v f="$faults" \
+      'BEGIN{printf "%-22s %-7s %9.3f %9.2f %12.0f %10.1f %9d\n", l, t, w, c, r / (w > 0 ? w : 0.001), m / 1024, f}'
   done
-  read -r rw rc rm <<<"$rust"
-  read -r pw pc pm <<<"$pandas"
+  read -r rw rc rm _ <<<"$rust"
+  read -r pw pc pm _ <<<"$pandas"
   awk -v l="$label" -v rw="$rw" -v rc="$rc" -v rm="$rm" -v pw="$pw" -v pc="$pc" -v pm="$pm" \
-    'BEGIN{printf "%-22s ratio   pandas/rust: wall %.1fx, cpu %.1fx; rust peak RSS = %.0f%% of pandas\n",
-      l, pw / (rw > 0 ? rw : 0.01), pc / (rc > 0 ? rc : 0.01), 100 * rm / pm}'
+    'BEGIN{
+      x = pw / (rw > 0 ? rw : 0.001); share = 100 * rm / pm
+      # GNU time reports CPU in 10 ms steps: no CPU ratio from a few steps.
+      cpu = (rc >= 0.1 ? sprintf("%.1fx", pc / rc) : "n/a (rust < 0.1 s)")
+      printf "%-22s ratio   pandas/rust: wall %.1fx, cpu %s; rust peak RSS = %.0f%% of pandas\n",
+        l, x, cpu, share
+      printf "%-22s target  (issue #3) wall >= 20x: %s; peak RSS <= 25%% of pandas: %s\n",
+        l, (x >= 20 ? "met" : "NOT met"), (share <= 25 ? "met" : "NOT met")
+    }'
 done
 "$VENV/bin/python" "$ROOT/bench/pandas_features.py" --compare \
   "$WORK/s1/features/BTC.parquet" "$WORK/pandas1/BTC.parquet"
