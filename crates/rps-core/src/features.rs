@@ -1620,6 +1620,42 @@ mod tests {
         }
     }
 
+    /// Accepts `left` bytes, then fails.
+    #[derive(Debug)]
+    struct FailAfter {
+        left: usize,
+    }
+
+    impl std::io::Write for FailAfter {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            if buf.len() > self.left {
+                return Err(std::io::Error::other("disk full"));
+            }
+            self.left -= buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_write_error_mid_file_is_an_encode_error_naming_the_file() {
+        let b = bars(0..(ROW_GROUP_ROWS as i64 * 4));
+        let err = write_blocks_to(
+            "BTC",
+            Blocks::new(&b),
+            &mut FeatureBlock::default(),
+            |_| {},
+            FailAfter { left: 5 << 20 },
+            "features/BTC.parquet",
+        )
+        .unwrap_err();
+        assert!(matches!(err, CoreError::Encode { .. }), "{err}");
+        assert!(err.to_string().contains("disk full"), "{err}");
+        assert!(err.to_string().contains("features/BTC.parquet"), "{err}");
+    }
+
     #[test]
     fn too_few_bars_give_an_empty_frame_counted_as_warmup() {
         let f = compute("BTC", &bars(0..100));
