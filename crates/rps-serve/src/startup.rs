@@ -233,15 +233,16 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(routes::metrics::metrics))
         .route("/openapi.json", get(routes::openapi::openapi_json))
         .fallback(not_found)
-        // Innermost first: body limit, timeout, JSON errors, then request counting outermost
-        // so it sees the final status of every response (413s and 408s included).
+        // Innermost first: body limit, timeout, then JSON errors and request counting
+        // outermost so they see the final status of every response (413s and 408s
+        // included). One middleware for both: each `from_fn`/`map_response` layer costs a
+        // boxed future and a service clone per request.
         .layer(DefaultBodyLimit::max(limit))
         .layer(RequestBodyLimitLayer::new(limit))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             timeout,
         ))
-        .layer(middleware::map_response(json_errors))
         .layer(middleware::from_fn_with_state(state.clone(), track))
         .with_state(state)
 }
@@ -258,13 +259,18 @@ async fn not_found(req: Request) -> ApiError {
     )
 }
 
-/// Counts every response by matched route template (bounded) and status.
+/// Gives every error response a JSON body ([`json_errors`]), then counts it by matched
+/// route template (bounded) and status.
 async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let route = req.extensions().get::<MatchedPath>().cloned();
-    let resp = next.run(req).await;
+    let mut resp = next.run(req).await;
+    let status = resp.status();
+    if status.is_client_error() || status.is_server_error() {
+        resp = json_errors(resp).await;
+    }
     state.metrics().observe_request(
         route.as_ref().map_or("unmatched", MatchedPath::as_str),
-        resp.status().as_u16(),
+        status.as_u16(),
     );
     resp
 }
