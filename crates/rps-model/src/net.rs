@@ -165,9 +165,9 @@ impl LstmWeights {
 /// The input projection of all steps is one `[T, F]·[F, 4H]` product (four rows share each
 /// weight load); the recurrence is then one `[1, H]·[H, 4H]` product per step added onto
 /// that step's row. Measured at the serving shape (48 steps, 39 inputs, hidden 64;
-/// `cargo run --release -p rps-model --example infer_speed`): 130 µs per window with
-/// auto-vectorised axpys per weight row, 67 µs with one kernel product per step, 48 µs with
-/// the projection split out, 43 µs with the cell update vectorised.
+/// `cargo run --release -p rps-model --example infer_speed`): 130–140 µs per window with
+/// auto-vectorised axpys per weight row, 44–67 µs like this (the range is this shared
+/// machine's variation between runs; the old path, timed alongside, did not improve).
 #[derive(Debug, Clone)]
 pub struct InferenceWeights {
     inputs: usize,
