@@ -4,11 +4,11 @@
 # resampling 1 M synthetic price observations into hourly bars, and peak RSS of each run
 # (GNU time -v). Criterion benches of the same paths:
 #   cargo bench --profile release -p rps-extract --bench extract
-#   usage: bench/extract.sh [CSV]   (default ../shared/data/btc-usd-hourly-bitstamp-2018-2022.csv)
+#   usage: bench/extract.sh [CSV]   (default tests/data/btc-usd-hourly-bitstamp-2018-2022.csv.gz, the committed fixture)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
-csv=${1:-$root/../shared/data/btc-usd-hourly-bitstamp-2018-2022.csv}
+csv=${1:-$root/tests/data/btc-usd-hourly-bitstamp-2018-2022.csv.gz}
 [ -f "$csv" ] || { echo "bench/extract.sh: no CSV at $csv" >&2; exit 2; }
 
 if [ ! -x /usr/bin/time ]; then
@@ -35,7 +35,7 @@ timed() {
   echo "$(cat "$work/out.txt") peak_rss_mb=$rss wall_s=$wall"
 }
 
-rows=$(($(wc -l <"$csv") - 1))
+rows=$(($(gzip -cdf "$csv" | wc -l) - 1))
 echo "== CSV import, rps-extract binary end to end (parse, check, merge, Parquet write): $rows rows"
 line=$(timed "$bin" --store "$work/store" --source csv --path "$csv" --log-format json)
 wall=$(sed -E 's/.*wall_s=([0-9.]+).*/\1/' <<<"$line")

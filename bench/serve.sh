@@ -23,7 +23,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 export RAYON_NUM_THREADS=${RAYON_NUM_THREADS:-1}
-csv=${RPS_BENCH_CSV:-../shared/data/btc-usd-hourly-bitstamp-2018-2022.csv}
+csv=${RPS_BENCH_CSV:-tests/data/btc-usd-hourly-bitstamp-2018-2022.csv.gz}
 dur=${RPS_BENCH_DURATION:-10s}
 conns=(16 64)
 cores=$(nproc)
@@ -73,11 +73,11 @@ model=$(cd "$model" && pwd)
 
 # Request bodies: the newest min_bars bars of the store, as clients would send them.
 python3 - "$csv" "$model" "$work" <<'EOF'
-import csv, json, sys
+import csv, gzip, json, sys
 src, model, work = sys.argv[1:4]
 meta = json.load(open(f"{model}/metadata.json"))
 need = 168 + meta["lookback"]
-rows = sorted(csv.DictReader(open(src)), key=lambda r: int(r["unix"]))[-need:]
+rows = sorted(csv.DictReader((gzip.open if src.endswith(".gz") else open)(src, "rt")), key=lambda r: int(r["unix"]))[-need:]
 bars = [{"ts": int(r["unix"]) * 1000, "open": float(r["Open"]), "high": float(r["High"]),
          "low": float(r["Low"]), "close": float(r["Close"]), "volume": float(r["Volume USD"])}
         for r in rows]

@@ -6,7 +6,7 @@
 #    stages: rps-extract --source csv, rps-transform): seconds per epoch, total wall time,
 #    peak RSS (GNU time), and the evaluation summary.
 # 2. The fused-op LSTM (`rps-model` example epoch_speed) and PyTorch (bench/torch_lstm.py,
-#    1 thread) on the same synthetic shapes: CANDLE.md's reference shape (20k windows x 24
+#    1 thread) on the same synthetic shapes: docs/CANDLE.md reference shape (20k windows x 24
 #    steps x 4 inputs, hidden 64, batch 64) and rps-train's default shape (48 steps x 39
 #    inputs). PyTorch runs only if a Python with torch is available: TORCH_PYTHON=/path/python,
 #    or RPS_BENCH_INSTALL_TORCH=1 to create a venv at $RPS_BENCH_TORCH_VENV (default
@@ -18,7 +18,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export RAYON_NUM_THREADS=${RAYON_NUM_THREADS:-1}
-csv=${RPS_BENCH_CSV:-../shared/data/btc-usd-hourly-bitstamp-2018-2022.csv}
+csv=${RPS_BENCH_CSV:-tests/data/btc-usd-hourly-bitstamp-2018-2022.csv.gz}
 work=$(mktemp -d -t rps-bench-train.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 

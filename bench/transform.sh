@@ -18,7 +18,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-CSV=${RPS_BENCH_CSV:-$ROOT/../shared/data/btc-usd-hourly-bitstamp-2018-2022.csv}
+CSV=${RPS_BENCH_CSV:-$ROOT/tests/data/btc-usd-hourly-bitstamp-2018-2022.csv.gz}
 RUNS=${RPS_BENCH_RUNS:-3}
 RUNS_SMALL=${RPS_BENCH_RUNS_SMALL:-10}
 VENV=$ROOT/.venv/bench

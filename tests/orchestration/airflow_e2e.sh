@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # End-to-end runs of the rps_pipeline DAG with `airflow dags test`: the real stage binaries (on
-# PATH), the real CSV (../shared/data), a local store in a temporary DVC workspace and the real
+# PATH), the real CSV fixture (tests/data), a local store in a temporary DVC workspace and the real
 # MLflow server (RPS_TEST_MLFLOW_URI).
 #   airflow_e2e.sh setup WORK  # Airflow home + DB, DVC workspace
 #   airflow_e2e.sh good  WORK  # a run on clean data: exit 0, every output, a registered champion
@@ -12,7 +12,7 @@ phase=$1 work=$2
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 pipe=$root/.venv/pipeline/bin
-csv=${RPS_TEST_CSV:-$(cd "$root/.." && pwd)/shared/data/btc-usd-hourly-bitstamp-2018-2022.csv}
+csv=${RPS_TEST_CSV:-$root/tests/data/btc-usd-hourly-bitstamp-2018-2022.csv.gz}
 
 : "${RPS_TEST_MLFLOW_URI:?RPS_TEST_MLFLOW_URI is not set (eval \"\$(.ci/services start)\")}"
 for b in rps-extract rps-validate rps-transform rps-train rps-serve; do
