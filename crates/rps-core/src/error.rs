@@ -59,3 +59,22 @@ impl CoreError {
         }
     }
 }
+
+/// Renders an error and its sources on one line: `outer: inner: root`, skipping a cause whose
+/// text the line already holds (many errors repeat their source in their own message). The
+/// one renderer of error chains: binaries, the MLflow client and the API clients use it.
+pub fn chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = String::new();
+    let mut cur = Some(err);
+    while let Some(e) = cur {
+        let s = e.to_string();
+        if !out.contains(&s) {
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
+            out.push_str(&s);
+        }
+        cur = e.source();
+    }
+    out
+}

@@ -185,7 +185,7 @@ pub async fn write_bars(store: &Store, coin: &str, bars: &[Bar]) -> Result<()> {
 /// Writes one object by streaming bytes into `write`, atomically.
 ///
 /// - Local store: straight into a hidden temp file next to the target
-///   (`<dir>/.<name>.tmp<pid>`), renamed into place once `write` returned `Ok` and the data
+///   (`<dir>/.<name>.tmp<random>`, [`crate::fs::write_with`]), renamed into place once `write` returned `Ok` and the data
 ///   is flushed, so memory stays bounded by what `write` buffers and a crash or an error
 ///   never leaves a half-written file under the final name (the temp file is removed on
 ///   error). This does blocking file I/O: call it from a blocking thread
@@ -205,31 +205,15 @@ where
         source,
     };
     let path = std::path::Path::new(store.location()).join(key.trim_start_matches('/'));
-    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+    if path.file_name().is_none() {
         return Err(CoreError::BadLocation {
             location: format!("{}/{key}", store.location()),
             reason: "not a file key".into(),
         });
-    };
-    std::fs::create_dir_all(dir).map_err(io)?;
-    let tmp = dir.join(format!(
-        ".{}.tmp{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let result = (|| {
-        // Unbuffered: `write` is expected to buffer (Parquet writers do, and hand over
-        // whole column chunks), so a buffer here would only add a copy.
-        let mut file = std::fs::File::create(&tmp).map_err(io)?;
-        write(&mut file)?;
-        std::io::Write::flush(&mut file).map_err(io)?;
-        drop(file);
-        std::fs::rename(&tmp, &path).map_err(io)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
     }
-    result
+    // Unbuffered: `write` is expected to buffer (Parquet writers do, and hand over whole
+    // column chunks), so a buffer here would only add a copy.
+    crate::fs::write_with(&path, |file| write(file), io)
 }
 
 /// The coins with raw bars in a store (from `raw/<COIN>.parquet` keys), sorted.
@@ -247,7 +231,6 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
-    use crate::features;
     use crate::schema::Source;
 
     fn bars(coin: &str, n: i64) -> Vec<Bar> {
@@ -345,21 +328,5 @@ mod tests {
         let err = read_bars_here(&store, "BAD").await.unwrap_err();
         assert!(matches!(err, CoreError::BadFile { .. }), "{err}");
         assert!(err.to_string().contains("raw/BAD.parquet"), "{err}");
-    }
-
-    #[tokio::test]
-    async fn a_feature_file_streamed_to_disk_has_the_bytes_encoded_in_memory() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path().to_str().unwrap()).unwrap();
-        // More rows than one row group, so several are streamed.
-        let frame = features::compute("ETH", &bars("ETH", 20_000));
-        assert!(frame.len() > features::ROW_GROUP_ROWS * 2);
-        features::write_frame(&store, &frame).await.unwrap();
-        let on_disk = store.get("features/ETH.parquet").await.unwrap().unwrap();
-        let in_memory = features::encode_frame(&frame, "features/ETH.parquet").unwrap();
-        assert_eq!(on_disk, in_memory);
-        let back = features::read_frame(&store, "ETH").await.unwrap().unwrap();
-        assert_eq!(back.values, frame.values);
-        assert_eq!(back.ts, frame.ts);
     }
 }

@@ -71,6 +71,30 @@ pub struct Bar {
 
 const UTC: &str = "UTC";
 
+/// Parses a comma-separated coin list (`BTC,ETH`): upper-cased, de-duplicated, order kept.
+/// A coin code is 1–16 ASCII letters, digits or `_`; the error names the bad entry.
+pub fn parse_coins(s: &str) -> std::result::Result<Vec<String>, String> {
+    let mut out: Vec<String> = Vec::new();
+    for part in s.split(',') {
+        let c = part.trim().to_ascii_uppercase();
+        if c.is_empty() {
+            continue;
+        }
+        if !c.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_') || c.len() > 16 {
+            return Err(format!(
+                "'{part}' is not a coin code (letters and digits, e.g. BTC)"
+            ));
+        }
+        if !out.contains(&c) {
+            out.push(c);
+        }
+    }
+    if out.is_empty() {
+        return Err("no coin given (e.g. --coins BTC,ETH)".into());
+    }
+    Ok(out)
+}
+
 /// The Arrow schema of raw bars.
 pub fn raw_schema() -> SchemaRef {
     static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
@@ -210,6 +234,13 @@ pub struct MergeStats {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn coin_lists_are_normalised_and_bad_codes_refused() {
+        assert_eq!(parse_coins("btc, ETH,btc").unwrap(), vec!["BTC", "ETH"]);
+        assert!(parse_coins("BTC/USD").is_err());
+        assert!(parse_coins(" , ").is_err());
+    }
 
     fn bar(ts: i64, close: f64) -> Bar {
         Bar {

@@ -15,7 +15,7 @@ use rps_extract::synthetic;
 const OBSERVATIONS: usize = 1_000_000;
 
 fn benches(c: &mut Criterion) {
-    let csv = rps_core::testenv::shared_csv();
+    let csv = rps_testkit::fixture::path();
     let opts = CsvOptions::default();
     let rows = import_file(&csv, &opts, 0)
         .expect("shared CSV imports")

@@ -64,14 +64,35 @@ pub struct CsvImport {
     pub exact_duplicates: u64,
 }
 
-/// Reads and checks a CSV file.
+/// Reads and checks a CSV file, plain or gzip-compressed (recognised by its magic bytes,
+/// whatever the file is called: exports are often downloaded as `.csv.gz`).
 pub fn import_file(path: &Path, opts: &CsvOptions, ingested_at: i64) -> Result<CsvImport> {
     let file = path.display().to_string();
     let bytes = std::fs::read(path).map_err(|source| ExtractError::Open {
         file: file.clone(),
         source,
     })?;
+    let bytes = decompress(&bytes, &file)?;
     import_bytes(&bytes, &file, opts, ingested_at)
+}
+
+/// The two bytes every gzip member starts with.
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+
+/// `bytes` decompressed when they are gzip (every member, as `gzip -d` does), else as they
+/// are; `file` names the input in the error.
+pub fn decompress(bytes: &[u8], file: &str) -> Result<Vec<u8>> {
+    if !bytes.starts_with(&GZIP_MAGIC) {
+        return Ok(bytes.to_vec());
+    }
+    let mut out = Vec::with_capacity(bytes.len().saturating_mul(4));
+    std::io::Read::read_to_end(&mut flate2::read::MultiGzDecoder::new(bytes), &mut out).map_err(
+        |source| ExtractError::Gzip {
+            file: file.to_string(),
+            source,
+        },
+    )?;
+    Ok(out)
 }
 
 /// Reads and checks CSV content; `file` names it in errors.
@@ -453,7 +474,7 @@ pub fn coin_of_symbol(s: &str) -> std::result::Result<String, String> {
             "pair '{s}' is quoted in {q}; prices must be in USD"
         ));
     }
-    rps_core::cli::parse_coins(&base)
+    rps_core::schema::parse_coins(&base)
         .ok()
         .and_then(|v| v.into_iter().next())
         .filter(|_| !base.contains(','))
@@ -465,6 +486,25 @@ mod tests {
     use super::*;
 
     const HEAD: &str = "unix,Date,Symbol,Open,High,Low,Close,Volume BTC,Volume USD\n";
+
+    #[test]
+    fn a_gzip_file_imports_like_the_plain_one_and_a_corrupt_one_is_named() {
+        use std::io::Write;
+        let text = "unix,Symbol,Open,High,Low,Close,Volume USD\n\
+                    1646092800,BTC/USD,1,2,0.5,1.5,10\n1646089200,BTC/USD,1,2,0.5,1.5,10\n";
+        let dir = tempfile::tempdir().unwrap();
+        let gz = dir.path().join("btc.csv.gz");
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        enc.write_all(text.as_bytes()).unwrap();
+        let packed = enc.finish().unwrap();
+        std::fs::write(&gz, &packed).unwrap();
+        let from_gz = import_file(&gz, &CsvOptions::default(), 0).unwrap();
+        assert_eq!(from_gz.bars, import(text).unwrap().bars);
+        std::fs::write(&gz, &packed[..packed.len() / 2]).unwrap();
+        let err = import_file(&gz, &CsvOptions::default(), 0).unwrap_err();
+        assert!(matches!(err, ExtractError::Gzip { .. }), "{err}");
+        assert!(err.to_string().contains("btc.csv.gz"), "{err}");
+    }
 
     fn import(text: &str) -> Result<CsvImport> {
         import_bytes(text.as_bytes(), "t.csv", &CsvOptions::default(), 0)

@@ -25,6 +25,14 @@ pub enum ExtractError {
         source: std::io::Error,
     },
 
+    /// A gzip-compressed input file did not decompress (truncated or corrupt).
+    #[error("{file}: not valid gzip: {source}")]
+    Gzip {
+        file: String,
+        #[source]
+        source: std::io::Error,
+    },
+
     /// An input file has no bytes, or a header and no data rows.
     #[error("{file}: {what}")]
     Empty { file: String, what: &'static str },
@@ -147,6 +155,7 @@ impl ExtractError {
         match self {
             Usage(_)
             | Open { .. }
+            | Gzip { .. }
             | Empty { .. }
             | NotUtf8 { .. }
             | MissingColumn { .. }

@@ -14,7 +14,7 @@
 //! ```text
 //! $ rps-extract --store ./data                      # synthetic: the embedded default
 //! extract source=synthetic coins=BTC bars=2160 inserted=2160 replaced=0 unchanged=0 range=2024-10-03T00:00:00Z..2024-12-31T23:00:00Z stored=BTC:2160 store=./data
-//! $ rps-extract --store ./data-real --source csv --path ../shared/data/btc-usd-hourly-bitstamp-2018-2022.csv
+//! $ rps-extract --store ./data-real --source csv --path tests/data/btc-usd-hourly-bitstamp-2018-2022.csv.gz
 //! extract source=csv coins=BTC bars=33259 inserted=33259 replaced=0 unchanged=0 range=2018-05-15T06:00:00Z..2022-03-01T00:00:00Z stored=BTC:33259 store=./data-real
 //! $ LIVE_COIN_WATCH_API_KEY=... rps-extract --source livecoinwatch --coins BTC,ETH --end 2025-01-01T00:00:00Z
 //! ```

@@ -7,8 +7,8 @@ use std::time::Duration;
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use clap::Parser;
+use rps_cli::{CoinList, CommonArgs};
 use rps_core::ExitCode;
-use rps_core::cli::{CommonArgs, parse_coins};
 use rps_core::storage::S3Options;
 use rps_core::time::parse_utc;
 use rps_extract::csv_import::CsvColumns;
@@ -40,7 +40,7 @@ struct Cli {
 
     /// Coins, comma-separated (e.g. BTC,ETH). Default BTC; for CSV, default every coin of the
     /// file's symbol column (BTC when it has none), and with this flag other coins are skipped.
-    #[arg(long, env = "RPS_COINS", value_parser = parse_coin_list)]
+    #[arg(long, env = "RPS_COINS")]
     coins: Option<CoinList>,
 
     /// First hour to extract, RFC 3339 UTC (Airflow's data_interval_start). Default:
@@ -128,14 +128,6 @@ struct Cli {
     seed: u64,
 }
 
-/// A parsed `--coins` list (a newtype so clap treats it as one value).
-#[derive(Debug, Clone)]
-struct CoinList(Vec<String>);
-
-fn parse_coin_list(s: &str) -> Result<CoinList, String> {
-    parse_coins(s).map(CoinList)
-}
-
 impl Cli {
     fn into_config(self) -> Config {
         let source = match self.source {
@@ -186,7 +178,7 @@ impl Cli {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    rps_core::telemetry::init(cli.common.log_format);
+    rps_cli::telemetry::init(cli.common.log_format);
     let result = rps_extract::run(cli.into_config())
         .await
         .context("Failed to extract")
@@ -194,5 +186,5 @@ async fn main() -> std::process::ExitCode {
             println!("{summary}");
             ExitCode::Ok
         });
-    rps_core::exit::finish(result, classify)
+    rps_cli::finish(result, classify)
 }

@@ -9,7 +9,7 @@ use crate::common::*;
 async fn populated() -> (Backend, tempfile::TempDir) {
     let b = Backend::local();
     let dir = tempfile::tempdir().unwrap();
-    let good = write_lines(dir.path(), "good.csv", &shared_head(10));
+    let good = write_lines(dir.path(), "good.csv", &rps_testkit::fixture::head(10));
     let out = extract_on(
         &b,
         &["--source", "csv", "--path", good.to_str().unwrap()],
@@ -51,7 +51,7 @@ async fn a_non_numeric_price_names_its_file_row_and_field() {
     let p = write_lines(
         dir.path(),
         "nan.csv",
-        &with_field(&shared_head(20), 7, 6, "n/a"),
+        &with_field(&rps_testkit::fixture::head(20), 7, 6, "n/a"),
     );
     refused(
         &b,
@@ -73,7 +73,7 @@ async fn a_negative_price_names_its_file_row_and_field() {
     let p = write_lines(
         dir.path(),
         "neg.csv",
-        &with_field(&shared_head(20), 4, 5, "-1.5"),
+        &with_field(&rps_testkit::fixture::head(20), 4, 5, "-1.5"),
     );
     refused(
         &b,
@@ -92,7 +92,7 @@ async fn a_negative_price_names_its_file_row_and_field() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_required_column_is_named_with_the_flag_that_maps_it() {
     let (b, dir) = populated().await;
-    let lines: Vec<String> = shared_head(5)
+    let lines: Vec<String> = rps_testkit::fixture::head(5)
         .iter()
         .map(|l| {
             let mut f: Vec<&str> = l.split(',').collect();
@@ -133,7 +133,7 @@ async fn an_empty_file_and_a_header_without_rows_are_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_non_utf8_file_names_the_line() {
     let (b, dir) = populated().await;
-    let mut bytes = (shared_head(8).join("\n") + "\n").into_bytes();
+    let mut bytes = (rps_testkit::fixture::head(8).join("\n") + "\n").into_bytes();
     let line6 = bytes
         .iter()
         .enumerate()
@@ -157,7 +157,7 @@ async fn a_non_utf8_file_names_the_line() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unknown_coin_code_is_refused() {
     let (b, dir) = populated().await;
-    let p = write_lines(dir.path(), "btc.csv", &shared_head(5));
+    let p = write_lines(dir.path(), "btc.csv", &rps_testkit::fixture::head(5));
     refused(
         &b,
         &p,
@@ -168,7 +168,7 @@ async fn an_unknown_coin_code_is_refused() {
     let bad_pair = write_lines(
         dir.path(),
         "eur.csv",
-        &with_field(&shared_head(5), 2, 2, "BTC/EUR"),
+        &with_field(&rps_testkit::fixture::head(5), 2, 2, "BTC/EUR"),
     );
     refused(&b, &bad_pair, &[], &["row 2", "field 'Symbol'", "EUR"]).await;
 }
@@ -176,7 +176,7 @@ async fn an_unknown_coin_code_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unwritable_store_location_is_refused_and_left_as_it_was() {
     let dir = tempfile::tempdir().unwrap();
-    let csv = write_lines(dir.path(), "good.csv", &shared_head(5));
+    let csv = write_lines(dir.path(), "good.csv", &rps_testkit::fixture::head(5));
     // A store "directory" that is a regular file.
     let file = dir.path().join("not-a-dir");
     std::fs::write(&file, b"keep me").unwrap();

@@ -1,5 +1,5 @@
 //! Shared test helpers: stores (local and the S3 test server), the real binary, a local HTTP
-//! server speaking the LiveCoinWatch JSON, and small CSV fixtures cut from the shared file.
+//! server speaking the LiveCoinWatch JSON, and small CSV fixtures cut from the real-data fixture.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -78,9 +78,9 @@ impl Backend {
         Backend::Local(tempfile::tempdir().expect("tempdir"))
     }
 
-    /// A fresh bucket on the S3 test server, or `None` (skip) when it is not configured.
-    pub async fn s3(test: &str) -> Option<Backend> {
-        let endpoint = rps_core::testenv::s3_endpoint()?;
+    /// A fresh bucket on the S3 test server (the test fails when the server is not there).
+    pub async fn s3(test: &str) -> Backend {
+        let endpoint = rps_testkit::service::s3_endpoint();
         s3_credentials_env();
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -104,7 +104,7 @@ impl Backend {
             "create bucket {bucket}: {}",
             resp.status()
         );
-        Some(Backend::S3 { endpoint, bucket })
+        Backend::S3 { endpoint, bucket }
     }
 
     pub fn location(&self) -> String {
@@ -189,13 +189,6 @@ pub async fn extract_on(b: &Backend, args: &[&str], env: &[(&str, &str)]) -> Out
 // ---------------------------------------------------------------- CSV fixtures
 
 pub const CDD_HEADER: &str = "unix,Date,Symbol,Open,High,Low,Close,Volume BTC,Volume USD";
-
-/// The shared file's header and its first `n` data rows (newest first, as exported).
-pub fn shared_head(n: usize) -> Vec<String> {
-    let text =
-        std::fs::read_to_string(rps_core::testenv::shared_csv()).expect("shared CSV present");
-    text.lines().take(n + 1).map(str::to_string).collect()
-}
 
 /// Writes lines as a file in `dir`.
 pub fn write_lines(dir: &Path, name: &str, lines: &[String]) -> PathBuf {

@@ -10,7 +10,7 @@ use crate::common::*;
 async fn a_write_interrupted_before_the_rename_leaves_the_previous_file_readable() {
     let b = Backend::local();
     let dir = tempfile::tempdir().unwrap();
-    let v1 = write_lines(dir.path(), "v1.csv", &shared_head(100));
+    let v1 = write_lines(dir.path(), "v1.csv", &rps_testkit::fixture::head(100));
     assert_eq!(
         extract_on(
             &b,
@@ -28,7 +28,7 @@ async fn a_write_interrupted_before_the_rename_leaves_the_previous_file_readable
     // What a process killed mid-write leaves behind: object_store's local backend writes
     // `<file>#<n>` and renames it into place; the crash happened before the rename, with half
     // of the new file written.
-    let v2 = write_lines(dir.path(), "v2.csv", &shared_head(3000));
+    let v2 = write_lines(dir.path(), "v2.csv", &rps_testkit::fixture::head(3000));
     let opts = rps_extract::csv_import::CsvOptions::default();
     let v2_bars = &rps_extract::csv_import::import_file(&v2, &opts, 0)
         .unwrap()
@@ -75,7 +75,7 @@ async fn a_write_interrupted_before_the_rename_leaves_the_previous_file_readable
 async fn killing_the_process_at_any_moment_leaves_either_the_old_or_the_new_file() {
     let b = Backend::local();
     let dir = tempfile::tempdir().unwrap();
-    let v1 = write_lines(dir.path(), "v1.csv", &shared_head(100));
+    let v1 = write_lines(dir.path(), "v1.csv", &rps_testkit::fixture::head(100));
     assert_eq!(
         extract_on(
             &b,
@@ -88,31 +88,29 @@ async fn killing_the_process_at_any_moment_leaves_either_the_old_or_the_new_file
     );
     let store = b.store();
     let old = read_bars(&store, "BTC").await.unwrap();
-    let csv = rps_core::testenv::shared_csv();
+    let csv = rps_testkit::fixture::path();
 
     // Kill a full import at a spread of moments (from "before it read anything" to "after it
     // finished"). Whatever the moment, readers find a complete file: the old or the new one.
     let mut outcomes = (0, 0);
     for delay_ms in [0u64, 5, 15, 30, 50, 80, 120, 200, 400, 1500] {
         let loc = b.location();
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_rps-extract"))
-            .args([
-                "--store",
-                &loc,
-                "--source",
-                "csv",
-                "--path",
-                csv.to_str().unwrap(),
-            ])
-            .env_clear()
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
+        let child = rps_testkit::ChildGuard::spawn(
+            std::process::Command::new(env!("CARGO_BIN_EXE_rps-extract"))
+                .args([
+                    "--store",
+                    &loc,
+                    "--source",
+                    "csv",
+                    "--path",
+                    csv.to_str().unwrap(),
+                ])
+                .env_clear()
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null()),
+        );
         tokio::time::sleep(std::time::Duration::from_millis(delay_ms)).await;
-        let mut child = child;
-        let _ = child.kill();
-        let _ = child.wait();
+        drop(child); // kills and reaps it
 
         let bars = read_bars(&store, "BTC")
             .await
@@ -145,7 +143,7 @@ async fn killing_the_process_at_any_moment_leaves_either_the_old_or_the_new_file
 async fn a_write_failing_for_a_later_coin_puts_back_the_files_already_written() {
     let b = Backend::local();
     let dir = tempfile::tempdir().unwrap();
-    let btc = write_lines(dir.path(), "btc.csv", &shared_head(10));
+    let btc = write_lines(dir.path(), "btc.csv", &rps_testkit::fixture::head(10));
     assert_eq!(
         extract_on(
             &b,
@@ -159,9 +157,9 @@ async fn a_write_failing_for_a_later_coin_puts_back_the_files_already_written() 
 
     // A file with more BTC hours and some ETH hours; ETH's file cannot be written because a
     // non-empty directory sits where it goes. BTC is written first (coins in order), then ETH fails.
-    let mut both = shared_head(20);
+    let mut both = rps_testkit::fixture::head(20);
     both.extend(
-        shared_head(5)[1..]
+        rps_testkit::fixture::head(5)[1..]
             .iter()
             .map(|l| l.replace("BTC/USD", "ETH/USD")),
     );

@@ -9,7 +9,7 @@ use crate::common::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_shared_file_imports_as_33259_ascending_unique_bars_and_again_changes_nothing() {
     let b = Backend::local();
-    let csv = rps_core::testenv::shared_csv();
+    let csv = rps_testkit::fixture::path();
     let path = csv.to_str().unwrap();
     let out = extract_on(&b, &["--source", "csv", "--path", path], &[]).await;
     assert_eq!(out.code, 0, "{}", out.stderr);
@@ -71,7 +71,7 @@ async fn the_shared_file_imports_as_33259_ascending_unique_bars_and_again_change
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shuffled_millisecond_export_with_renamed_columns_gives_the_same_bars() {
     let dir = tempfile::tempdir().unwrap();
-    let lines = shared_head(500);
+    let lines = rps_testkit::fixture::head(500);
     let original = write_lines(dir.path(), "cdd.csv", &lines);
 
     // The same rows as another exporter would write them: ms times, other names, other order,
@@ -140,7 +140,7 @@ async fn a_shuffled_millisecond_export_with_renamed_columns_gives_the_same_bars(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_later_import_of_an_hour_replaces_the_stored_one() {
     let dir = tempfile::tempdir().unwrap();
-    let lines = shared_head(10);
+    let lines = rps_testkit::fixture::head(10);
     let v1 = write_lines(dir.path(), "v1.csv", &lines);
     let mut changed = lines.clone();
     // Row 3 gets a corrected close; a new, later hour is added on top.
@@ -185,7 +185,7 @@ async fn a_later_import_of_an_hour_replaces_the_stored_one() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn start_and_end_limit_an_import_to_the_data_interval() {
     let b = Backend::local();
-    let csv = rps_core::testenv::shared_csv();
+    let csv = rps_testkit::fixture::path();
     let out = extract_on(
         &b,
         &[

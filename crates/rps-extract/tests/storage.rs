@@ -8,7 +8,7 @@ use rps_extract::{Config, SourceConfig};
 use crate::common::*;
 
 async fn import_read_back_and_rerun(b: &Backend) {
-    let csv = rps_core::testenv::shared_csv();
+    let csv = rps_testkit::fixture::path();
     let out = extract_on(
         b,
         &["--source", "csv", "--path", csv.to_str().unwrap()],
@@ -53,7 +53,7 @@ async fn a_failed_run_changes_nothing(b: &Backend) {
     assert_eq!(stored_coins(&b.store()).await.unwrap(), vec!["BTC", "ETH"]);
     let before = b.snapshot().await;
     let dir = tempfile::tempdir().unwrap();
-    let lines = shared_head(30);
+    let lines = rps_testkit::fixture::head(30);
     let mut bad = lines.clone();
     bad[17] = bad[17].replacen(",BTC/USD,", ",BTC/USD,oops", 1);
     let p = write_lines(dir.path(), "bad.csv", &bad);
@@ -88,10 +88,9 @@ async fn csv_import_round_trips_and_reruns_idempotently_on_the_local_backend() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the S3 test server; scripts/test starts it"]
 async fn csv_import_round_trips_and_reruns_idempotently_on_s3() {
-    let Some(b) = Backend::s3("csv-round-trip").await else {
-        return;
-    };
+    let b = Backend::s3("csv-round-trip").await;
     import_read_back_and_rerun(&b).await;
 }
 
@@ -101,10 +100,9 @@ async fn a_failed_run_leaves_the_local_store_unchanged() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the S3 test server; scripts/test starts it"]
 async fn a_failed_run_leaves_the_s3_store_unchanged() {
-    let Some(b) = Backend::s3("failed-run").await else {
-        return;
-    };
+    let b = Backend::s3("failed-run").await;
     a_failed_run_changes_nothing(&b).await;
 }
 
@@ -114,18 +112,16 @@ async fn synthetic_bars_land_labelled_on_the_local_backend() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the S3 test server; scripts/test starts it"]
 async fn synthetic_bars_land_labelled_on_s3() {
-    let Some(b) = Backend::s3("synthetic").await else {
-        return;
-    };
+    let b = Backend::s3("synthetic").await;
     synthetic_bars_land_labelled(&b).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the S3 test server; scripts/test starts it"]
 async fn a_missing_bucket_is_an_external_failure_on_s3() {
-    let Some(b) = Backend::s3("missing-bucket").await else {
-        return;
-    };
+    let b = Backend::s3("missing-bucket").await;
     let Backend::S3 { endpoint, .. } = &b else {
         unreachable!()
     };

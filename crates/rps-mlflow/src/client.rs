@@ -1,6 +1,6 @@
 //! Typed async client for the MLflow REST API (tracking, artifact proxy, model registry),
 //! with bounded retries, and the client-side checks that keep MLflow's silent traps away
-//! (see ../shared/docs/MLFLOW.md): non-finite metrics, batch limits, over-long values.
+//! (see docs/MLFLOW.md): non-finite metrics, batch limits, over-long values.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

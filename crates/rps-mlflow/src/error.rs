@@ -2,13 +2,15 @@
 
 use std::path::PathBuf;
 
+use rps_core::ExitCode;
+
 /// Result alias used throughout the crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Everything that can go wrong talking to MLflow or to the local registry directory.
 ///
-/// Binaries map it to an exit code with [`Error::exit_code`] (the crate stays independent of
-/// `rps-core`, so the codes are plain numbers with the meaning of DESIGN.md §3).
+/// Binaries map it to an exit code with [`Error::exit_code`], the shared
+/// [`rps_core::ExitCode`] of DESIGN.md §3.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The server could not be reached, timed out or kept answering 5xx until the retry
@@ -126,18 +128,20 @@ impl Error {
     /// 4 external service failed after retries, 2 bad usage or input (unknown model,
     /// version or alias, malformed URI or argument, bad configuration), 1 anything else
     /// (an internal bug such as a NaN metric or a request the server refused as malformed).
-    pub fn exit_code(&self) -> u8 {
+    pub fn exit_code(&self) -> ExitCode {
         if self.is_external() {
-            return 4;
+            return ExitCode::External;
         }
         match self {
             Error::NotFound { .. }
             | Error::BadModelUri { .. }
             | Error::Invalid { .. }
             | Error::Config { .. }
-            | Error::UnsupportedArtifactUri { .. } => 2,
-            Error::Api { error_code, .. } if error_code == "RESOURCE_DOES_NOT_EXIST" => 2,
-            _ => 1,
+            | Error::UnsupportedArtifactUri { .. } => ExitCode::BadInput,
+            Error::Api { error_code, .. } if error_code == "RESOURCE_DOES_NOT_EXIST" => {
+                ExitCode::BadInput
+            }
+            _ => ExitCode::Internal,
         }
     }
 
@@ -189,7 +193,7 @@ mod tests {
             last: "connection refused".into(),
         };
         assert!(e.is_external());
-        assert_eq!(e.exit_code(), 4);
+        assert_eq!(e.exit_code(), ExitCode::External);
         assert!(
             e.to_string()
                 .contains("http://127.0.0.1:1/api/2.0/mlflow/runs/get")
@@ -206,14 +210,14 @@ mod tests {
             message: "nope".into(),
         };
         assert!(missing.is_not_found());
-        assert_eq!(missing.exit_code(), 2);
+        assert_eq!(missing.exit_code(), ExitCode::BadInput);
         let bad = Error::Api {
             endpoint: "runs/log-batch".into(),
             status: 400,
             error_code: "INVALID_PARAMETER_VALUE".into(),
             message: "x".into(),
         };
-        assert_eq!(bad.exit_code(), 1);
+        assert_eq!(bad.exit_code(), ExitCode::Internal);
         assert!(!bad.is_external());
     }
 }

@@ -1,7 +1,7 @@
 //! rps-mlflow: a typed MLflow REST client ([`MlflowClient`]) and the model [`Registry`] the
 //! stages use (MLflow when `MLFLOW_TRACKING_URI` is set, else an embedded local directory).
 //!
-//! The wire contract and its traps are in `../shared/docs/MLFLOW.md`. This crate does not
+//! The wire contract and its traps are in `docs/MLFLOW.md` at the repository root. This crate does not
 //! depend on `rps-core`; binaries classify its errors with [`Error::exit_code`] /
 //! [`Error::is_external`] (exit code 4 = MLflow failed after retries).
 //!

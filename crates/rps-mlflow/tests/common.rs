@@ -7,28 +7,6 @@ use std::time::Duration;
 
 use rps_mlflow::{MlflowClient, RetryPolicy};
 
-/// The MLflow test server from `RPS_TEST_MLFLOW_URI`. Under CI a missing server is a
-/// failure; on a developer machine the test is skipped with a note. (Same rule as
-/// `rps_core::testenv`, repeated here because this crate does not depend on rps-core.)
-pub fn mlflow_uri() -> Option<String> {
-    match std::env::var("RPS_TEST_MLFLOW_URI") {
-        Ok(v) if !v.is_empty() => Some(v),
-        _ => {
-            let ci = std::env::var("CI")
-                .map(|v| !v.is_empty() && v != "false")
-                .unwrap_or(false);
-            assert!(
-                !ci,
-                "RPS_TEST_MLFLOW_URI is not set under CI: start the services with `.ci/services start`"
-            );
-            eprintln!(
-                "skipped: RPS_TEST_MLFLOW_URI not set (run `.ci/services start` and export it)"
-            );
-            None
-        }
-    }
-}
-
 /// A name no other test (or earlier run against the shared server) uses.
 pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{:08x}", rand::random::<u32>())

@@ -5,7 +5,7 @@ use rps_mlflow::client::MAX_BATCH_METRICS;
 use rps_mlflow::types::{DatasetInput, DatasetRecord, Param, Tag};
 use rps_mlflow::{Error, Metric, MlflowClient, MlflowRegistry, Registry, now_ms};
 
-use crate::common::{self, client, closed_port, short_retry, unique};
+use crate::common::{client, closed_port, short_retry, unique};
 
 async fn new_run(c: &MlflowClient, prefix: &str) -> String {
     let exp = c.get_or_create_experiment(&unique(prefix)).await.unwrap();
@@ -17,10 +17,9 @@ async fn new_run(c: &MlflowClient, prefix: &str) -> String {
 }
 
 #[tokio::test]
+#[ignore = "needs the MLflow test server; scripts/test starts it"]
 async fn a_nan_or_infinite_metric_is_refused_and_nothing_of_the_batch_is_sent() {
-    let Some(uri) = common::mlflow_uri() else {
-        return;
-    };
+    let uri = rps_testkit::service::mlflow_uri();
     let c = client(&uri);
     let run_id = new_run(&c, "rps-test-nan").await;
     let t = now_ms();
@@ -56,10 +55,9 @@ async fn a_nan_or_infinite_metric_is_refused_and_nothing_of_the_batch_is_sent() 
 }
 
 #[tokio::test]
+#[ignore = "needs the MLflow test server; scripts/test starts it"]
 async fn a_batch_beyond_the_server_limits_is_split_and_fully_stored() {
-    let Some(uri) = common::mlflow_uri() else {
-        return;
-    };
+    let uri = rps_testkit::service::mlflow_uri();
     let c = client(&uri);
     let run_id = new_run(&c, "rps-test-chunk").await;
     let t = now_ms();
@@ -101,10 +99,9 @@ async fn a_batch_beyond_the_server_limits_is_split_and_fully_stored() {
 }
 
 #[tokio::test]
+#[ignore = "needs the MLflow test server; scripts/test starts it"]
 async fn server_errors_keep_their_code_and_input_is_checked_before_sending() {
-    let Some(uri) = common::mlflow_uri() else {
-        return;
-    };
+    let uri = rps_testkit::service::mlflow_uri();
     let c = client(&uri);
 
     let e = c
@@ -115,7 +112,7 @@ async fn server_errors_keep_their_code_and_input_is_checked_before_sending() {
         matches!(&e, Error::Api { status: 404, error_code, .. } if error_code == "RESOURCE_DOES_NOT_EXIST"),
         "{e}"
     );
-    assert_eq!(e.exit_code(), 2);
+    assert_eq!(e.exit_code(), rps_core::ExitCode::BadInput);
 
     let run_id = new_run(&c, "rps-test-errors").await;
     c.log_batch(&run_id, &[], &[Param::new("lr", "0.1")], &[])
@@ -174,10 +171,10 @@ async fn a_server_that_is_down_gives_retries_exhausted_naming_the_url() {
         other => panic!("expected RetriesExhausted, got {other}"),
     }
     assert!(e.is_external());
-    assert_eq!(e.exit_code(), 4);
+    assert_eq!(e.exit_code(), rps_core::ExitCode::External);
 
     // Through the registry too, and nothing is left to clean up: no run could start.
     let reg = Registry::Mlflow(MlflowRegistry::new(c));
     let e = reg.start_run("exp", "run", &[]).await.unwrap_err();
-    assert_eq!(e.exit_code(), 4, "{e}");
+    assert_eq!(e.exit_code(), rps_core::ExitCode::External, "{e}");
 }

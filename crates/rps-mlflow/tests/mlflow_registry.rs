@@ -3,7 +3,7 @@
 
 use rps_mlflow::{Dataset, Error, Metric, MlflowRegistry, Registry, RunHandle, RunStatus, now_ms};
 
-use crate::common::{self, client, make_package, tree, unique};
+use crate::common::{client, make_package, tree, unique};
 
 fn s(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
     pairs
@@ -27,10 +27,9 @@ async fn run_with_package(
 }
 
 #[tokio::test]
+#[ignore = "needs the MLflow test server; scripts/test starts it"]
 async fn a_training_flow_is_fully_visible_through_the_mlflow_rest_api() {
-    let Some(uri) = common::mlflow_uri() else {
-        return;
-    };
+    let uri = rps_testkit::service::mlflow_uri();
     let client = client(&uri);
     let reg = Registry::Mlflow(MlflowRegistry::new(client.clone()));
     let tmp = tempfile::tempdir().unwrap();
@@ -228,10 +227,9 @@ async fn a_training_flow_is_fully_visible_through_the_mlflow_rest_api() {
 }
 
 #[tokio::test]
+#[ignore = "needs the MLflow test server; scripts/test starts it"]
 async fn registering_a_missing_artifact_directory_creates_no_version() {
-    let Some(uri) = common::mlflow_uri() else {
-        return;
-    };
+    let uri = rps_testkit::service::mlflow_uri();
     let client = client(&uri);
     let reg = Registry::Mlflow(MlflowRegistry::new(client.clone()));
     let tmp = tempfile::tempdir().unwrap();
@@ -246,7 +244,10 @@ async fn registering_a_missing_artifact_directory_creates_no_version() {
 
     let e = reg.register(&run, &model, "not-there").await.unwrap_err();
 
-    assert!(e.is_not_found() && e.exit_code() == 2, "{e}");
+    assert!(
+        e.is_not_found() && e.exit_code() == rps_core::ExitCode::BadInput,
+        "{e}"
+    );
     assert_eq!(reg.get_version(&model, "1").await.unwrap(), None);
     reg.end_run(&run, RunStatus::Failed).await.unwrap();
     let info = client.get_run(&run.run_id).await.unwrap().info;

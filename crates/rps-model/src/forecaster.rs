@@ -5,8 +5,8 @@
 
 use std::path::Path;
 
-use rps_core::features::{FeatureFrame, spec};
 use rps_core::time::HOUR_MS;
+use rps_features::{FeatureFrame, spec};
 
 use crate::net::{InferenceWeights, Scratch};
 use crate::package::{ModelMetadata, ModelPackage};

@@ -20,7 +20,7 @@ pub use net::{LstmNet, LstmWeights};
 pub use package::{ConformalQuantile, DataInfo, ModelMetadata, ModelPackage, Scaler};
 
 /// The features the model reads, by name, in this order: the stationary features of
-/// `rps_core::features` (log returns and ratios, not price levels, so one fitted model
+/// `rps_features` (log returns and ratios, not price levels, so one fitted model
 /// carries across price regimes).
 pub const MODEL_INPUTS: &[&str] = &[
     "logret",

@@ -1,6 +1,6 @@
 //! The whole LSTM sequence as one candle operation with a hand-written backward pass.
 //!
-//! Why: candle's cost at this model size is per-operation overhead (CANDLE.md), and
+//! Why: candle's cost at this model size is per-operation overhead (docs/CANDLE.md), and
 //! `candle_nn::LSTM::seq` spends ≈15 graph ops per time step. Here one op runs all steps,
 //! the way cuDNN and PyTorch's CPU LSTM do:
 //! - forward, per step: one product `[x_t | h_{t-1}] · [W_ih | W_hh]ᵀ + b` straight into the

@@ -1,7 +1,7 @@
 //! The serving path on feature frames computed by rps-core.
 
-use rps_core::features::{compute, spec};
 use rps_core::time::HOUR_MS;
+use rps_features::{compute, spec};
 use rps_model::{Forecaster, ModelError};
 
 use crate::bars;

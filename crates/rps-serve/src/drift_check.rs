@@ -11,9 +11,9 @@ use std::path::{Path, PathBuf};
 
 use rps_core::ExitCode;
 use rps_core::Store;
-use rps_core::features;
 use rps_core::storage::layout;
 use rps_core::time::{HOUR_MS, fmt_ms};
+use rps_features as features;
 use serde::Serialize;
 
 use crate::drift::{DriftRule, PsiSummary, psi_summary};

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use rps_cli::{CoinList, CommonArgs};
 use rps_core::ExitCode;
-use rps_core::cli::{CommonArgs, parse_coins};
 use rps_serve::{DriftConfig, ModelSpec, ServeConfig, Settings};
 
 /// RPS prediction server and drift check.
@@ -136,8 +136,8 @@ struct DriftArgs {
     model: ModelArgs,
 
     /// Coins to check, comma-separated.
-    #[arg(long, env = "RPS_COINS", default_value = "BTC", value_parser = parse_coins)]
-    coins: ::std::vec::Vec<String>,
+    #[arg(long, env = "RPS_COINS", default_value = "BTC")]
+    coins: CoinList,
 
     /// Hours of the most recent features to compare.
     #[arg(long, env = "RPS_DRIFT_WINDOW_HOURS", default_value_t = 168)]
@@ -187,7 +187,7 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 
 fn main() -> std::process::ExitCode {
     // candle (linked through rps-model) re-reads CPU info on every matmul unless this is set
-    // (CANDLE.md trap 1). Set before any thread exists: the runtime is built below.
+    // (docs/CANDLE.md). Set before any thread exists: the runtime is built below.
     if std::env::var_os("RAYON_NUM_THREADS").is_none() {
         // SAFETY: single-threaded at this point; nothing reads the environment concurrently.
         #[allow(unsafe_code)]
@@ -200,7 +200,7 @@ fn main() -> std::process::ExitCode {
         Command::Serve(a) => a.common.log_format,
         Command::Drift(a) => a.common.log_format,
     };
-    rps_core::telemetry::init(log_format);
+    rps_cli::telemetry::init(log_format);
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     if let Command::Serve(a) = &cli.command
         && a.workers > 0
@@ -212,7 +212,7 @@ fn main() -> std::process::ExitCode {
         .build()
         .context("Failed to start the async runtime")
         .and_then(|rt| rt.block_on(run(cli)));
-    rps_core::exit::finish(result, rps_serve::classify)
+    rps_cli::finish(result, rps_serve::classify)
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -242,7 +242,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Drift(a) => {
             let config = DriftConfig {
                 store: a.common.store,
-                coins: a.coins,
+                coins: a.coins.0,
                 model: a.model.spec(),
                 cache_dir: a.model.cache_dir(),
                 window_hours: a.window_hours,

@@ -7,8 +7,7 @@ use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use rps_core::ExitCode;
-use rps_core::features::spec;
+use rps_features::spec;
 use rps_mlflow::{ModelVersion, Registry};
 use rps_model::{Forecaster, ModelMetadata};
 
@@ -166,11 +165,7 @@ impl ModelSource {
     }
 
     fn registry_err(&self, e: rps_mlflow::Error) -> ServeError {
-        let code = match e.exit_code() {
-            4 => ExitCode::External,
-            2 => ExitCode::BadInput,
-            _ => ExitCode::Internal,
-        };
+        let code = e.exit_code();
         let registry = match self {
             ModelSource::Registry { registry, .. } => registry.describe(),
             ModelSource::Dir(_) => String::new(),

@@ -6,7 +6,7 @@
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::hash::Hash;
 
-use rps_core::features::FeatureFrame;
+use rps_features::FeatureFrame;
 
 use crate::api::ForecastOut;
 use crate::drift::{InputWindow, PageHinkley, PsiSummary};

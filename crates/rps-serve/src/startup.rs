@@ -53,10 +53,9 @@ impl ModelSpec {
                 let reg = Registry::from_env(registry).map_err(|e| ServeError::Registry {
                     registry: registry.display().to_string(),
                     reason: e.to_string(),
-                    code: if e.exit_code() == 4 {
-                        rps_core::ExitCode::External
-                    } else {
-                        rps_core::ExitCode::BadInput
+                    code: match e.exit_code() {
+                        rps_core::ExitCode::External => rps_core::ExitCode::External,
+                        _ => rps_core::ExitCode::BadInput,
                     },
                 })?;
                 ModelSource::Registry {

@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
 use bytes::Bytes;
-use rps_core::features::{self, FeatureFrame};
 use rps_core::time::{HOUR_MS, fmt_ms};
 use rps_core::{Bar, Store, parquet_io};
+use rps_features::{self as features, FeatureFrame};
 
 use crate::api::{ForecastOut, IntervalOut};
 use crate::drift::{PsiSummary, psi_summary};

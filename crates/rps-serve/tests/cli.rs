@@ -5,9 +5,11 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
+use rps_testkit::ChildGuard;
+
 use rps_core::Bar;
-use rps_core::features::{compute, spec};
 use rps_core::time::{HOUR_MS, fmt_ms};
+use rps_features::{compute, spec};
 use serde_json::Value;
 use tempfile::TempDir;
 
@@ -19,7 +21,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_rps-serve");
 async fn features_store(bars: &[Bar]) -> TempDir {
     let dir = TempDir::new().unwrap();
     let store = rps_core::Store::open(dir.path().to_str().unwrap()).unwrap();
-    rps_core::features::write_frame(&store, &compute(COIN, bars))
+    rps_features::write_frame(&store, &compute(COIN, bars))
         .await
         .unwrap();
     dir
@@ -168,7 +170,7 @@ fn the_drift_command_refuses_a_missing_features_file_with_exit_2() {
 fn serve_prints_the_page_url_and_a_curl_example_then_stops_on_sigterm() {
     let tmp = TempDir::new().unwrap();
     let pkg = package().to_str().unwrap().to_string();
-    let (mut child, base, text) = start_serve(
+    let (child, base, text) = start_serve(
         &["--model-dir", &pkg, "--store", tmp.path().to_str().unwrap()],
         &[],
     );
@@ -181,13 +183,13 @@ fn serve_prints_the_page_url_and_a_curl_example_then_stops_on_sigterm() {
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();
-    let status = child.wait().unwrap();
+    let status = child.wait();
     assert_eq!(status.code(), Some(0), "a clean shutdown on SIGTERM");
 }
 
 /// Starts `rps-serve serve` with `args` and `env`; returns the child, the base URL read from
 /// its start-up message, and the message.
-fn start_serve(args: &[&str], env: &[(&str, &str)]) -> (std::process::Child, String, String) {
+fn start_serve(args: &[&str], env: &[(&str, &str)]) -> (ChildGuard, String, String) {
     let mut cmd = Command::new(BIN);
     cmd.args(["serve", "--addr", "127.0.0.1:0"])
         .args(args)
@@ -195,12 +197,9 @@ fn start_serve(args: &[&str], env: &[(&str, &str)]) -> (std::process::Child, Str
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    // Guarded: a failing assertion below still kills the server.
+    let mut child = ChildGuard::spawn(cmd.stdout(Stdio::piped()).stderr(Stdio::null()));
+    let mut lines = BufReader::new(child.child().stdout.take().unwrap()).lines();
     let mut text = String::new();
     // The message ends with the line saying how to stop the server.
     while !text.contains("Ctrl-C") {
@@ -219,10 +218,9 @@ fn start_serve(args: &[&str], env: &[(&str, &str)]) -> (std::process::Child, Str
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the MLflow test server; scripts/test starts it"]
 async fn serve_loads_the_champion_from_mlflow_and_follows_its_alias() {
-    let Some(uri) = rps_core::testenv::mlflow_uri() else {
-        return;
-    };
+    let uri = rps_testkit::service::mlflow_uri();
     let reg = rps_mlflow::Registry::Mlflow(rps_mlflow::MlflowRegistry::new(
         rps_mlflow::MlflowClient::new(&uri).unwrap(),
     ));
@@ -233,7 +231,7 @@ async fn serve_loads_the_champion_from_mlflow_and_follows_its_alias() {
     let name = format!("rps-serve-test-{}-{nanos}", std::process::id());
     let v1 = crate::reload::promote_as(&reg, &name, package()).await;
     let store = TempDir::new().unwrap();
-    let (mut child, base, _) = start_serve(
+    let (child, base, _) = start_serve(
         &[
             "--model-name",
             &name,
@@ -269,8 +267,7 @@ async fn serve_loads_the_champion_from_mlflow_and_follows_its_alias() {
         model(&client).await["version"] == v2.as_str()
     })
     .await;
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(child);
     assert!(
         followed,
         "the server follows models:/{name}@champion to version {v2}"
@@ -281,7 +278,7 @@ async fn serve_loads_the_champion_from_mlflow_and_follows_its_alias() {
 async fn serve_starts_without_a_champion_and_becomes_ready_when_one_is_promoted() {
     let reg_dir = TempDir::new().unwrap();
     let store = TempDir::new().unwrap();
-    let (mut child, base, text) = start_serve(
+    let (child, base, text) = start_serve(
         &[
             "--registry",
             reg_dir.path().to_str().unwrap(),
@@ -346,8 +343,7 @@ async fn serve_starts_without_a_champion_and_becomes_ready_when_one_is_promoted(
         .await
         .unwrap();
     let status = r.status();
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(child);
     assert!(
         ready,
         "/ready turns 200 with version {v1} without a restart"

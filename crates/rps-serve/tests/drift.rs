@@ -141,7 +141,7 @@ async fn realised_errors_that_grow_raise_concept_drift_and_ordinary_errors_do_no
 /// The newest `hours` feature rows of the training period, with their warm-up bars.
 fn recent_training(hours: usize) -> &'static [Bar] {
     let r = reference_bars();
-    &r[r.len() - hours - rps_core::features::spec().warmup..]
+    &r[r.len() - hours - rps_features::spec().warmup..]
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use rps_core::Bar;
 use rps_core::time::HOUR_MS;
-use rps_core::{Bar, Source};
 use rps_serve::{AppState, Application, ModelSpec, ServeConfig, Settings};
 use serde_json::{Value, json};
 use tempfile::TempDir;
@@ -14,37 +14,9 @@ use tempfile::TempDir;
 pub const COIN: &str = "BTC";
 pub const MODEL_NAME: &str = "rps-test-forecaster";
 
-/// The shared real bars (BTC/USD hourly, Bitstamp), ascending.
+/// The real-data fixture's bars (BTC/USD hourly, Bitstamp), ascending.
 pub fn bars() -> &'static [Bar] {
-    static BARS: OnceLock<Vec<Bar>> = OnceLock::new();
-    BARS.get_or_init(|| {
-        let path = rps_core::testenv::shared_csv();
-        let text = std::fs::read_to_string(&path)
-            .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
-        let mut out: Vec<Bar> = text
-            .lines()
-            .skip(1)
-            .map(|line| {
-                let f: Vec<&str> = line.split(',').collect();
-                let num = |i: usize| f[i].parse::<f64>().unwrap();
-                Bar {
-                    ts: f[0].parse::<i64>().unwrap() * 1000,
-                    coin: COIN.into(),
-                    open: num(3),
-                    high: num(4),
-                    low: num(5),
-                    close: num(6),
-                    volume: Some(num(8)),
-                    cap: None,
-                    points: 0,
-                    source: Source::Csv,
-                    ingested_at: 0,
-                }
-            })
-            .collect();
-        out.sort_by_key(|b| b.ts);
-        out
-    })
+    rps_testkit::fixture::bars()
 }
 
 /// Index of the first bar at or after `ts`.
@@ -83,12 +55,12 @@ pub fn package() -> &'static Path {
 /// training split, plus the feature warm-up before it).
 pub fn reference_bars() -> &'static [Bar] {
     let (first, last) = fixture().reference;
-    &bars()[index_at(first) - rps_core::features::spec().warmup..=index_at(last)]
+    &bars()[index_at(first) - rps_features::spec().warmup..=index_at(last)]
 }
 
 /// Trains the fixture with rps-train's library on the first half of 2019, tiny configuration.
 fn train_fixture() -> Fixture {
-    use rps_core::features::{compute, spec, write_frame};
+    use rps_features::{compute, spec, write_frame};
     // Kept for the whole test process (other fixtures copy from it), under target/tmp.
     let dir = tempfile::Builder::new()
         .prefix("rps-serve-fixture-")

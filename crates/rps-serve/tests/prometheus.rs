@@ -3,27 +3,22 @@
 //! server's series and every dashboard panel's query returns at least one series.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
+
+use rps_testkit::ChildGuard;
 
 use rps_core::time::{HOUR_MS, fmt_ms};
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
 use crate::helpers::*;
-use crate::monitoring::{dashboard_queries, monitoring_dir, tool};
+use crate::monitoring::{dashboard_queries, monitoring_dir};
 
-/// Kills the Prometheus process (started by this test) when dropped.
+/// The Prometheus process started by this test (killed when dropped, on failure too).
 struct Prometheus {
-    child: Child,
+    _child: ChildGuard,
     base: String,
     _dir: TempDir,
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn free_port() -> u16 {
@@ -52,22 +47,22 @@ fn start_prometheus(bin: &Path, target: &str) -> Prometheus {
     .unwrap();
     let port = free_port();
     let log = std::fs::File::create(dir.path().join("prometheus.log")).unwrap();
-    let child = Command::new(bin)
-        .arg(format!(
-            "--config.file={}",
-            dir.path().join("prometheus.yml").display()
-        ))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.path().join("data").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
+    let child = ChildGuard::spawn(
+        Command::new(bin)
+            .arg(format!(
+                "--config.file={}",
+                dir.path().join("prometheus.yml").display()
+            ))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(log),
+    );
     Prometheus {
-        child,
+        _child: child,
         base: format!("http://127.0.0.1:{port}"),
         _dir: dir,
     }
@@ -94,10 +89,9 @@ impl Prometheus {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Prometheus (Debian package prometheus); scripts/test installs it"]
 async fn prometheus_scrapes_the_server_and_every_dashboard_query_returns_series() {
-    let Some(bin) = tool("prometheus") else {
-        return;
-    };
+    let bin = rps_testkit::service::tool("prometheus");
 
     // Arrange: a server with stored bars (newest-bar age, store forecast) and a low PSI floor.
     let newest = hour_in_training(700);

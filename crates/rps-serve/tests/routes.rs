@@ -1,7 +1,7 @@
 //! Each route's happy path.
 
-use rps_core::features::spec;
 use rps_core::time::{HOUR_MS, fmt_ms};
+use rps_features::spec;
 use serde_json::{Value, json};
 
 use crate::helpers::*;

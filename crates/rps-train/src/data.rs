@@ -2,8 +2,8 @@
 //! hours, known target), the chronological train / validation / calibration / test split,
 //! standardisation fitted on the training rows only, and the data digest.
 
-use rps_core::features::{FeatureFrame, spec};
 use rps_core::time::HOUR_MS;
+use rps_features::{FeatureFrame, spec};
 use rps_model::{MODEL_INPUTS, ReferenceHistogram, Scaler, reference_histograms};
 use sha2::{Digest, Sha256};
 

@@ -36,10 +36,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use rps_core::ExitCode;
-use rps_core::features::{FeatureFrame, read_frame, spec};
 use rps_core::storage::layout;
 use rps_core::time::fmt_ms;
 use rps_core::{CoreError, Store};
+use rps_features::{FeatureFrame, read_frame, spec};
 use rps_mlflow::{Dataset, Metric, Registry, RunHandle, RunStatus, now_ms};
 use rps_model::package::FORMAT_VERSION;
 use rps_model::{
@@ -171,12 +171,10 @@ impl TrainError {
                 | ModelError::BadPackage { .. } => ExitCode::BadInput,
                 _ => ExitCode::Internal,
             },
-            TrainError::Report { .. } | TrainError::Join(_) => ExitCode::Internal,
-            TrainError::Registry(e) => match e.exit_code() {
-                4 => ExitCode::External,
-                2 => ExitCode::BadInput,
-                _ => ExitCode::Internal,
-            },
+            // A report that cannot be written is a bad output path (as in every stage).
+            TrainError::Report { .. } => ExitCode::BadInput,
+            TrainError::Join(_) => ExitCode::Internal,
+            TrainError::Registry(e) => e.exit_code(),
         }
     }
 }

@@ -3,8 +3,8 @@
 use std::path::PathBuf;
 
 use clap::Parser;
-use rps_core::cli::{CommonArgs, parse_coins};
-use rps_core::exit::{ExitCode, finish};
+use rps_cli::{CoinList, CommonArgs, finish};
+use rps_core::ExitCode;
 use rps_train::data::SplitFractions;
 use rps_train::{Config, TrainError};
 
@@ -12,17 +12,14 @@ use rps_train::{Config, TrainError};
 /// and rolling-mean baselines on a chronological test split, calibrate conformal intervals,
 /// track the run (MLflow when MLFLOW_TRACKING_URI is set, else the local registry), register
 /// it as `challenger` and promote it to `champion` if it beats the re-scored champion.
-/// A coin list parsed as one value (an alias, so clap does not treat it as repeated values).
-type CoinList = Vec<String>;
-
 #[derive(Debug, Parser)]
-#[command(name = "rps-train", version)]
+#[command(name = "rps-train", version, about, long_about)]
 struct Args {
     #[command(flatten)]
     common: CommonArgs,
 
     /// Coins to train on (comma-separated); reads features/<COIN>.parquet from the store.
-    #[arg(long, env = "RPS_COINS", default_value = "BTC", value_parser = parse_coins)]
+    #[arg(long, env = "RPS_COINS", default_value = "BTC")]
     coins: CoinList,
 
     /// Local registry directory, used when MLFLOW_TRACKING_URI is not set.
@@ -128,7 +125,7 @@ struct Args {
 #[allow(unsafe_code)]
 fn single_threaded_candle() {
     // candle reads RAYON_NUM_THREADS on every matmul and, when it is unset, re-reads the CPU
-    // topology from /proc each time (CANDLE.md trap 1); one thread is also the fastest at
+    // topology from /proc each time (docs/CANDLE.md); one thread is also the fastest at
     // this model size. SAFETY: this runs first thing in `main`, before the tokio runtime or
     // any other thread exists, so nothing can read the environment concurrently.
     if std::env::var_os("RAYON_NUM_THREADS").is_none() {
@@ -139,10 +136,10 @@ fn single_threaded_candle() {
 fn main() -> std::process::ExitCode {
     single_threaded_candle();
     let args = Args::parse();
-    rps_core::telemetry::init(args.common.log_format);
+    rps_cli::telemetry::init(args.common.log_format);
     let cfg = Config {
         store: args.common.store,
-        coins: args.coins,
+        coins: args.coins.0,
         registry: args.registry,
         model_name: args.model_name,
         experiment: args.experiment,

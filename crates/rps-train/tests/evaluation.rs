@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
-use crate::support::{feature_store, metrics, ok, read_shared_csv, short_args, train};
+use crate::support::{feature_store, metrics, ok, short_args, train};
 
 /// One training run shared by the evaluation tests (they only read its outputs).
 fn run() -> &'static (PathBuf, serde_json::Value, serde_json::Value) {
@@ -39,8 +39,8 @@ fn persistence_rmse_on_the_test_split_matches_an_independent_computation() {
         parse_ts(test["end"].as_str().unwrap()),
     );
     // Straight from the CSV: next close vs this close for every test hour.
-    let close: HashMap<i64, f64> = read_shared_csv()
-        .into_iter()
+    let close: HashMap<i64, f64> = rps_testkit::fixture::bars()
+        .iter()
         .map(|b| (b.ts, b.close))
         .collect();
     let hour = 3_600_000;

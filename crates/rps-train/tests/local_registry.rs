@@ -31,7 +31,7 @@ fn a_first_run_becomes_champion_and_a_worse_second_run_only_challenger() {
     assert_eq!(meta["version"], "1");
     assert_eq!(
         meta["feature_spec_hash"],
-        rps_core::features::spec().hash.as_str()
+        rps_features::spec().hash.as_str()
     );
     assert_eq!(meta["conformal"].as_array().unwrap().len(), 3);
     assert_eq!(

@@ -1,4 +1,4 @@
-//! Shared test fixtures: the real shared CSV turned into a feature store (once per test
+//! Test fixtures: the real-data fixture turned into a feature store (once per test
 //! process), and running the real `rps-train` binary.
 
 use std::path::{Path, PathBuf};
@@ -6,43 +6,8 @@ use std::process::{Command, Output};
 use std::sync::OnceLock;
 
 use rps_core::Store;
-use rps_core::schema::{Bar, Source};
 
-/// Reads the shared Bitstamp CSV (newest first, seconds) into ascending hourly bars.
-pub fn read_shared_csv() -> Vec<Bar> {
-    let path = rps_core::testenv::shared_csv();
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let mut bars: Vec<Bar> = text
-        .lines()
-        .skip(1)
-        .filter(|l| !l.trim().is_empty())
-        .map(|line| {
-            let f: Vec<&str> = line.split(',').collect();
-            let num = |i: usize| {
-                f[i].trim()
-                    .parse::<f64>()
-                    .unwrap_or_else(|e| panic!("{line}: field {i}: {e}"))
-            };
-            Bar {
-                ts: f[0].trim().parse::<i64>().unwrap() * 1000,
-                coin: "BTC".into(),
-                open: num(3),
-                high: num(4),
-                low: num(5),
-                close: num(6),
-                volume: Some(num(8)),
-                cap: None,
-                points: 0,
-                source: Source::Csv,
-                ingested_at: 0,
-            }
-        })
-        .collect();
-    bars.sort_by_key(|b| b.ts);
-    bars
-}
-
-/// A local store holding `features/BTC.parquet` computed from the shared CSV; built once and
+/// A local store holding `features/BTC.parquet` computed from the real-data fixture; built once and
 /// shared by every test of the process (read-only for them).
 pub fn feature_store() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
@@ -52,8 +17,7 @@ pub fn feature_store() -> &'static Path {
             .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
             .unwrap()
             .keep();
-        let bars = read_shared_csv();
-        let frame = rps_core::features::compute("BTC", &bars);
+        let frame = rps_features::compute("BTC", rps_testkit::fixture::bars());
         assert!(
             frame.len() > 30_000,
             "features from the shared file: {} rows",
@@ -65,9 +29,7 @@ pub fn feature_store() -> &'static Path {
             .unwrap();
         rt.block_on(async {
             let store = Store::open(dir.to_str().unwrap()).unwrap();
-            rps_core::features::write_frame(&store, &frame)
-                .await
-                .unwrap();
+            rps_features::write_frame(&store, &frame).await.unwrap();
         });
         dir
     })

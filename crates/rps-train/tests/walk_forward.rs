@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use crate::support::{feature_store, metrics, ok, read_shared_csv, short_args, train};
+use crate::support::{feature_store, metrics, ok, short_args, train};
 
 fn parse_ts(s: &str) -> i64 {
     rps_core::time::parse_utc(s).unwrap().timestamp_millis()
@@ -27,8 +27,8 @@ fn two_folds_are_chronological_disjoint_and_scored_honestly() {
     let wf = &m["walk_forward"];
     let folds = wf["folds"].as_array().unwrap();
     assert_eq!(folds.len(), 2);
-    let close: HashMap<i64, f64> = read_shared_csv()
-        .into_iter()
+    let close: HashMap<i64, f64> = rps_testkit::fixture::bars()
+        .iter()
         .map(|b| (b.ts, b.close))
         .collect();
     let hour = 3_600_000;

@@ -2,13 +2,10 @@
 //! (33,259 hourly bars). `cargo bench -p rps-transform`; bench/transform.sh measures whole runs.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use rps_core::features;
-
-#[path = "../tests/csv_bars.rs"]
-mod csv_bars;
+use rps_features as features;
 
 fn bench(c: &mut Criterion) {
-    let bars = csv_bars::read_csv(&rps_core::testenv::shared_csv(), "BTC");
+    let bars = rps_testkit::fixture::bars().to_vec();
     let mut g = c.benchmark_group("transform_33k");
     g.throughput(Throughput::Elements(bars.len() as u64));
     g.bench_function("compute", |b| {

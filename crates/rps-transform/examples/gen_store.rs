@@ -5,9 +5,6 @@
 
 use clap::Parser;
 
-#[path = "../tests/csv_bars.rs"]
-mod csv_bars;
-
 /// Replicates the shared CSV as N coins in a store.
 #[derive(Debug, Parser)]
 struct Args {
@@ -25,7 +22,7 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let bars = csv_bars::read_csv(&args.csv, "BTC");
+    let bars = rps_testkit::fixture::read_csv(&args.csv, "BTC");
     let store = rps_core::Store::open(&args.store)?;
     for i in 0..args.coins {
         let coin = if args.coins == 1 {

@@ -1,5 +1,5 @@
 //! rps-transform: turns stored raw bars into feature files (`features/<COIN>.parquet`, via
-//! [`rps_core::features`]), a JSON summary for DVC metrics and an optional self-contained
+//! [`rps_features`]), a JSON summary for DVC metrics and an optional self-contained
 //! HTML data profile.
 //!
 //! # Outputs
@@ -29,10 +29,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Instant;
 
-use rps_core::features;
 use rps_core::storage::layout;
 use rps_core::time::{HOUR_MS, fmt_ms};
 use rps_core::{Bar, CoreError, ExitCode, Store, parquet_io};
+use rps_features as features;
 
 /// What can go wrong in a transform run.
 #[derive(Debug, thiserror::Error)]
@@ -452,26 +452,11 @@ fn transform_coin(
     })
 }
 
-/// Writes a local file atomically (temp file in the same directory, then rename).
+/// Writes a local file atomically ([`rps_core::fs::write`]).
 fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
-    let err = |source| TransformError::WriteReport {
+    rps_core::fs::write(path, bytes).map_err(|source| TransformError::WriteReport {
         path: path.to_path_buf(),
         source,
-    };
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    std::fs::create_dir_all(&dir).map_err(err)?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
-    std::fs::write(&tmp, bytes).map_err(err)?;
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        err(e)
     })
 }
 

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
+use rps_cli::{CoinList, CommonArgs};
 use rps_core::ExitCode;
-use rps_core::cli::{CommonArgs, parse_coins};
 use rps_transform::{Config, classify};
 
 /// Turns raw hourly bars (raw/<COIN>.parquet) into feature files (features/<COIN>.parquet),
@@ -25,7 +25,7 @@ struct Cli {
     common: CommonArgs,
 
     /// Coins, comma-separated (e.g. BTC,ETH). Default: every coin with raw bars in the store.
-    #[arg(long, env = "RPS_COINS", value_parser = parse_coin_list)]
+    #[arg(long, env = "RPS_COINS")]
     coins: Option<CoinList>,
 
     /// Write the JSON summary here (rows in/out, dropped rows, feature-spec hash), e.g.
@@ -47,18 +47,10 @@ struct Cli {
     jobs: usize,
 }
 
-/// A parsed `--coins` list (a newtype so clap treats it as one value).
-#[derive(Debug, Clone)]
-struct CoinList(Vec<String>);
-
-fn parse_coin_list(s: &str) -> Result<CoinList, String> {
-    parse_coins(s).map(CoinList)
-}
-
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    rps_core::telemetry::init(cli.common.log_format);
+    rps_cli::telemetry::init(cli.common.log_format);
     let config = Config {
         store: cli.common.store,
         coins: cli.coins.map(|c| c.0),
@@ -79,5 +71,5 @@ async fn main() -> std::process::ExitCode {
         );
         ExitCode::Ok
     });
-    rps_core::exit::finish(result, classify)
+    rps_cli::finish(result, classify)
 }

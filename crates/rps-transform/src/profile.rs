@@ -7,8 +7,8 @@
 //! hold 100 coins of features in memory.
 
 use rps_core::Bar;
-use rps_core::features::{self, FeatureBlock, TARGET_CLOSE, TARGET_LOGRET};
 use rps_core::time::HOUR_MS;
+use rps_features::{self as features, FeatureBlock, TARGET_CLOSE, TARGET_LOGRET};
 
 use crate::{CoinSummary, Result, Summary, TransformError, charts, validation};
 

@@ -4,10 +4,10 @@ use std::sync::Arc;
 
 use arrow::array::{Float64Array, RecordBatch};
 use arrow::datatypes::{DataType, Field, Schema};
-use rps_core::features::{self, meta};
 use rps_core::{Store, parquet_io};
+use rps_features::{self as features, meta};
 
-use crate::support::{bars_at, put_raw, run_bin, shared_bars, stderr};
+use crate::support::{bars_at, fixture_bars, put_raw, run_bin, stderr};
 
 /// Reads a file of a local store directory.
 fn read(dir: &std::path::Path, key: &str) -> Vec<u8> {
@@ -21,7 +21,7 @@ fn store_arg(dir: &tempfile::TempDir) -> String {
 #[tokio::test]
 async fn the_same_input_twice_gives_byte_identical_parquet_with_the_spec_in_the_footer() {
     let dir = tempfile::tempdir().unwrap();
-    put_raw(dir.path(), "BTC", &shared_bars()).await;
+    put_raw(dir.path(), "BTC", &fixture_bars()).await;
     let store = store_arg(&dir);
     let first = run_bin(&["--store", &store, "--coins", "BTC"]);
     assert!(first.status.success(), "{}", stderr(&first));

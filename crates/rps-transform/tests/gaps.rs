@@ -2,10 +2,10 @@
 //! counted exactly once, as gap or warm-up.
 
 use rps_core::Store;
-use rps_core::features;
 use rps_core::time::HOUR_MS;
+use rps_features as features;
 
-use crate::support::{bars_at, config, put_raw, shared_bars};
+use crate::support::{bars_at, config, fixture_bars, put_raw};
 
 #[tokio::test]
 async fn a_three_hour_hole_drops_exactly_the_rows_whose_window_spans_it() {
@@ -50,7 +50,7 @@ async fn a_three_hour_hole_drops_exactly_the_rows_whose_window_spans_it() {
 
 #[test]
 fn a_hole_in_the_real_file_costs_exactly_one_warmup_of_rows() {
-    let mut bars = shared_bars();
+    let mut bars = fixture_bars();
     bars.drain(10_000..10_003);
     let f = features::compute("BTC", &bars);
     assert_eq!(f.dropped_gap, 168);

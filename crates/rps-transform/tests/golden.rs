@@ -3,10 +3,10 @@
 //! chrono for calendar fields), to 1e-9 relative.
 
 use chrono::{Datelike, Timelike};
-use rps_core::features::{self, FeatureFrame};
 use rps_core::{Bar, Store};
+use rps_features::{self as features, FeatureFrame};
 
-use crate::support::{config, put_raw, shared_bars};
+use crate::support::{config, fixture_bars, put_raw};
 
 fn mean(xs: &[f64]) -> f64 {
     xs.iter().sum::<f64>() / xs.len() as f64
@@ -103,7 +103,7 @@ fn check_rows(frame: &FeatureFrame, bars: &[Bar]) {
 
 #[test]
 fn features_of_the_shared_file_match_a_first_principles_computation() {
-    let bars = shared_bars();
+    let bars = fixture_bars();
     assert_eq!(bars.len(), 33_259);
     let frame = features::compute("BTC", &bars);
     assert_eq!(frame.rows_in, 33_259);
@@ -116,7 +116,7 @@ fn features_of_the_shared_file_match_a_first_principles_computation() {
 #[tokio::test]
 async fn the_feature_file_written_by_a_run_holds_the_same_golden_values() {
     let dir = tempfile::tempdir().unwrap();
-    let bars = shared_bars();
+    let bars = fixture_bars();
     put_raw(dir.path(), "BTC", &bars).await;
     let summary = rps_transform::run(config(dir.path())).await.unwrap();
     assert_eq!(summary.rows_out, 33_259 - 168);

@@ -4,7 +4,6 @@
 #![allow(clippy::unwrap_used)]
 
 mod cli;
-mod csv_bars;
 mod gaps;
 mod golden;
 mod jobs;

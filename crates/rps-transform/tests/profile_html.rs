@@ -2,9 +2,9 @@
 //! correlation heatmap, the statistics table and the validation checks.
 
 use quick_xml::events::Event;
-use rps_core::features;
+use rps_features as features;
 
-use crate::support::{bars_at, config, put_raw, shared_bars};
+use crate::support::{bars_at, config, fixture_bars, put_raw};
 
 /// Parses the whole page as XML (start/end tags must match) and returns, in order, the
 /// `class` of every `figure` and the number of `svg` elements inside each figure.
@@ -47,7 +47,7 @@ fn parse(html: &str) -> Vec<(String, String, usize)> {
 #[tokio::test]
 async fn the_profile_is_one_well_formed_offline_page_with_every_chart() {
     let dir = tempfile::tempdir().unwrap();
-    put_raw(dir.path(), "BTC", &shared_bars()).await;
+    put_raw(dir.path(), "BTC", &fixture_bars()).await;
     // A second coin with a hole, to see gaps counted in the overview.
     put_raw(dir.path(), "ETH", &bars_at("ETH", (0..400).chain(410..700))).await;
     let report = dir.path().join("validation.json");

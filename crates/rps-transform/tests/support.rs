@@ -6,9 +6,9 @@ use std::process::Output;
 use rps_core::time::HOUR_MS;
 use rps_core::{Bar, Source, Store, parquet_io};
 
-/// The shared real file as BTC bars.
-pub fn shared_bars() -> Vec<Bar> {
-    crate::csv_bars::read_csv(&rps_core::testenv::shared_csv(), "BTC")
+/// The real-data fixture as BTC bars.
+pub fn fixture_bars() -> Vec<Bar> {
+    rps_testkit::fixture::bars().to_vec()
 }
 
 /// Synthetic bars at the given hours (a smooth, positive price with some volume).

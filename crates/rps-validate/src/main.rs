@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use clap::Parser;
+use rps_cli::{CoinList, CommonArgs};
 use rps_core::ExitCode;
-use rps_core::cli::{CommonArgs, parse_coins};
 use rps_core::time::parse_utc;
 use rps_validate::{Config, Settings, ValidateError};
 
@@ -17,15 +17,15 @@ use rps_validate::{Config, Settings, ValidateError};
 /// Exit codes: 0 pass (warnings allowed), 3 a check failed, 2 bad input (no raw data for a
 /// coin, unreadable file), 4 the store (S3) failed. Never modifies data.
 #[derive(Debug, Parser)]
-#[command(name = "rps-validate", version)]
+#[command(name = "rps-validate", version, about, long_about)]
 struct Args {
     #[command(flatten)]
     common: CommonArgs,
 
     /// Coins to validate, comma-separated (e.g. BTC,ETH); default: every coin with raw bars
     /// in the store.
-    #[arg(long, env = "RPS_COINS", value_parser = parse_coins)]
-    coins: Option<::std::vec::Vec<String>>,
+    #[arg(long, env = "RPS_COINS")]
+    coins: Option<CoinList>,
 
     /// End of the data interval (RFC 3339 UTC, e.g. Airflow's data_interval_end). With it, a
     /// newest bar older than --max-staleness-hours fails; without it staleness is only reported.
@@ -86,7 +86,7 @@ impl Args {
     fn into_config(self) -> Config {
         Config {
             store: self.common.store,
-            coins: self.coins,
+            coins: self.coins.map(|c| c.0),
             report: self.report,
             settings: Settings {
                 end: self.end,
@@ -105,7 +105,7 @@ fn classify(e: &(dyn std::error::Error + 'static)) -> Option<ExitCode> {
 
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
-    rps_core::telemetry::init(args.common.log_format);
+    rps_cli::telemetry::init(args.common.log_format);
     let config = args.into_config();
     let result = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -117,5 +117,5 @@ fn main() -> std::process::ExitCode {
                 .with_context(|| format!("Failed to validate raw bars in {}", config.store))
         })
         .map(|report| report.exit_code());
-    rps_core::exit::finish(result, classify)
+    rps_cli::finish(result, classify)
 }

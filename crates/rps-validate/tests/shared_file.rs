@@ -1,7 +1,5 @@
-//! Data test on the real shared Bitstamp file: it passes, with a warning that counts exactly
+//! Data test on the real Bitstamp fixture (`tests/data/`): it passes, with a warning that counts exactly
 //! its swapped-volume rows.
-
-use std::path::Path;
 
 use rps_core::time::{HOUR_MS, fmt_ms};
 use rps_core::{Bar, Source};
@@ -13,8 +11,8 @@ use crate::common::{validate, write};
 /// row's two volume columns are swapped, decided independently of the validator: the USD
 /// amount of a trade always exceeds its BTC amount (the price is far above 1 USD), so a row
 /// whose `Volume BTC` exceeds its `Volume USD` has them swapped.
-fn read_shared_csv(path: &Path) -> (Vec<Bar>, Vec<bool>) {
-    let mut rdr = csv::Reader::from_path(path).unwrap();
+fn read_fixture() -> (Vec<Bar>, Vec<bool>) {
+    let mut rdr = csv::Reader::from_reader(rps_testkit::fixture::text().as_bytes());
     let headers = rdr.headers().unwrap().clone();
     let col = |name: &str| headers.iter().position(|h| h == name).unwrap();
     let (unix, open, high, low, close) = (
@@ -52,7 +50,7 @@ fn read_shared_csv(path: &Path) -> (Vec<Bar>, Vec<bool>) {
 
 #[test]
 fn the_shared_file_passes_with_a_warning_counting_its_swapped_volume_rows() {
-    let (bars, swapped) = read_shared_csv(&rps_core::testenv::shared_csv());
+    let (bars, swapped) = read_fixture();
     let independent = swapped.iter().filter(|s| **s).count();
     assert_eq!(
         independent, 20_143,
@@ -101,7 +99,7 @@ fn the_shared_file_passes_with_a_warning_counting_its_swapped_volume_rows() {
 
 #[test]
 fn the_volume_rule_flags_exactly_the_swapped_rows_of_the_shared_file() {
-    let (bars, swapped) = read_shared_csv(&rps_core::testenv::shared_csv());
+    let (bars, swapped) = read_fixture();
     assert!(bars.windows(2).all(|w| w[1].ts - w[0].ts == HOUR_MS));
     let pairs: Vec<_> = bars.iter().map(|b| (b.volume, b.close)).collect();
     let flags = rps_validate::volume::swapped_rows(&pairs, VOLUME_WINDOW);

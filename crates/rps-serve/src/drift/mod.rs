@@ -8,7 +8,7 @@ pub mod window;
 
 use std::collections::BTreeMap;
 
-use rps_core::features::{FEATURES, Kind};
+use rps_features::{FEATURES, Kind};
 use rps_model::{ReferenceHistogram, psi};
 
 pub use page_hinkley::PageHinkley;

@@ -34,9 +34,9 @@ use arrow::array::{
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use sha2::{Digest, Sha256};
 
-use crate::error::{CoreError, Result};
-use crate::schema::Bar;
-use crate::time::HOUR_MS;
+use rps_core::schema::Bar;
+use rps_core::time::HOUR_MS;
+use rps_core::{CoreError, Result};
 
 /// Version of the feature definitions; bump it whenever any formula changes.
 pub const SPEC_VERSION: u32 = 1;
@@ -1053,7 +1053,7 @@ impl FeatureFrame {
         };
         let sp = spec();
         let mut frame = FeatureFrame {
-            coin: crate::storage::layout::coin_of(key)
+            coin: rps_core::storage::layout::coin_of(key)
                 .unwrap_or_default()
                 .to_string(),
             ..FeatureFrame::default()
@@ -1129,9 +1129,12 @@ impl FeatureFrame {
         Ok(frame)
     }
 
-    /// Decodes a feature file read with [`crate::parquet_io::decode`]/`read`: the batches,
+    /// Decodes a feature file read with [`rps_core::parquet_io::decode`]/`read`: the batches,
     /// plus the spec-hash check and row counts from the file footer.
-    pub fn from_decoded(decoded: &crate::parquet_io::Decoded, key: &str) -> Result<FeatureFrame> {
+    pub fn from_decoded(
+        decoded: &rps_core::parquet_io::Decoded,
+        key: &str,
+    ) -> Result<FeatureFrame> {
         let mut frame = FeatureFrame::from_batch(&decoded.batches, key)?;
         let get = |k: &str| {
             decoded
@@ -1181,9 +1184,9 @@ impl FeatureFrame {
 
 /// Reads the stored features of one coin (`features/<COIN>.parquet`); `Ok(None)` if absent.
 /// Fails (exit 2) when the file was computed with another feature spec.
-pub async fn read_frame(store: &crate::Store, coin: &str) -> Result<Option<FeatureFrame>> {
-    let key = crate::storage::layout::features(coin);
-    let Some(decoded) = crate::parquet_io::read(store, &key).await? else {
+pub async fn read_frame(store: &rps_core::Store, coin: &str) -> Result<Option<FeatureFrame>> {
+    let key = rps_core::storage::layout::features(coin);
+    let Some(decoded) = rps_core::parquet_io::read(store, &key).await? else {
         return Ok(None);
     };
     let mut frame = FeatureFrame::from_decoded(&decoded, &format!("{}/{key}", store.location()))?;
@@ -1343,7 +1346,7 @@ fn encode_error(key: &str, e: parquet::errors::ParquetError) -> CoreError {
 /// Deterministic: the same frame gives the same bytes — the bytes [`write_blocks_to`]
 /// gives for the bars the frame was computed from.
 ///
-/// Writer settings differ from [`crate::parquet_io::encode`] on purpose (measured on the
+/// Writer settings differ from [`rps_core::parquet_io::encode`] on purpose (measured on the
 /// shared file, 33k rows): nearly every feature value is a distinct float64, so compression
 /// buys little and costs much — uncompressed 12.2 MB, snappy 10.5 MB for 1.6x the encode
 /// time, zstd(1) with byte-stream-split 9.4 MB for 5x, zstd(3) with dictionaries 12.2 MB for
@@ -1402,10 +1405,10 @@ pub fn encode_frame(frame: &FeatureFrame, key: &str) -> Result<bytes::Bytes> {
 }
 
 /// Writes a frame to `features/<COIN>.parquet`, atomically; on a local store it streams
-/// to disk row group by row group ([`crate::parquet_io::put_streamed`]).
-pub async fn write_frame(store: &crate::Store, frame: &FeatureFrame) -> Result<()> {
-    let key = crate::storage::layout::features(&frame.coin);
-    crate::parquet_io::put_streamed(store, &key, |out| {
+/// to disk row group by row group ([`rps_core::parquet_io::put_streamed`]).
+pub async fn write_frame(store: &rps_core::Store, frame: &FeatureFrame) -> Result<()> {
+    let key = rps_core::storage::layout::features(&frame.coin);
+    rps_core::parquet_io::put_streamed(store, &key, |out| {
         write_frame_to(frame, out, &key).map(drop)
     })
     .await
@@ -1415,14 +1418,14 @@ pub async fn write_frame(store: &crate::Store, frame: &FeatureFrame) -> Result<(
 /// ([`write_blocks_to`]), atomically. On a local store only one block of features and one
 /// row group are in memory at a time (S3: the file, then one PUT).
 pub async fn write_blocks(
-    store: &crate::Store,
+    store: &rps_core::Store,
     coin: &str,
     blocks: Blocks<'_>,
     block: &mut FeatureBlock,
     each: impl FnMut(&FeatureBlock),
 ) -> Result<()> {
-    let key = crate::storage::layout::features(coin);
-    crate::parquet_io::put_streamed(store, &key, |out| {
+    let key = rps_core::storage::layout::features(coin);
+    rps_core::parquet_io::put_streamed(store, &key, |out| {
         write_blocks_to(coin, blocks, block, each, out, &key).map(drop)
     })
     .await
@@ -1431,7 +1434,7 @@ pub async fn write_blocks(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::schema::Source;
+    use rps_core::schema::Source;
 
     fn bars(ts: impl IntoIterator<Item = i64>) -> Vec<Bar> {
         ts.into_iter()
@@ -1520,7 +1523,7 @@ mod tests {
     fn a_feature_file_keeps_values_counts_and_the_spec_through_parquet() {
         let f = compute("BTC", &bars((0..300).chain(310..500)));
         let bytes = encode_frame(&f, "features/BTC.parquet").unwrap();
-        let decoded = crate::parquet_io::decode(bytes, "features/BTC.parquet").unwrap();
+        let decoded = rps_core::parquet_io::decode(bytes, "features/BTC.parquet").unwrap();
         let back = FeatureFrame::from_decoded(&decoded, "features/BTC.parquet").unwrap();
         assert_eq!(back.values, f.values);
         assert_eq!(back.ts, f.ts);
@@ -1661,5 +1664,21 @@ mod tests {
         let f = compute("BTC", &bars(0..100));
         assert!(f.is_empty());
         assert_eq!(f.dropped_warmup, 100);
+    }
+
+    #[tokio::test]
+    async fn a_feature_file_streamed_to_disk_has_the_bytes_encoded_in_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = rps_core::Store::open(dir.path().to_str().unwrap()).unwrap();
+        // More rows than one row group, so several are streamed.
+        let frame = compute("ETH", &bars(0..20_000));
+        assert!(frame.len() > ROW_GROUP_ROWS * 2);
+        write_frame(&store, &frame).await.unwrap();
+        let on_disk = store.get("features/ETH.parquet").await.unwrap().unwrap();
+        let in_memory = encode_frame(&frame, "features/ETH.parquet").unwrap();
+        assert_eq!(on_disk, in_memory);
+        let back = read_frame(&store, "ETH").await.unwrap().unwrap();
+        assert_eq!(back.values, frame.values);
+        assert_eq!(back.ts, frame.ts);
     }
 }
