@@ -23,6 +23,7 @@ pub type GaugeF = Gauge<f64, AtomicU64>;
 /// they are registered. Tests and the monitoring checks use this list.
 pub const NAMES: &[&str] = &[
     HTTP_REQUESTS,
+    HTTP_DURATION,
     INFERENCE_LATENCY,
     MODEL_INFO,
     MODEL_RELOADS,
@@ -41,6 +42,8 @@ pub const NAMES: &[&str] = &[
 
 /// HTTP requests by route template and status code.
 pub const HTTP_REQUESTS: &str = "rps_http_requests_total";
+/// Seconds from a request's arrival to its response, per route template (all statuses).
+pub const HTTP_DURATION: &str = "rps_http_request_duration_seconds";
 /// Time to compute features and run the model for one forecast (cache hits excluded).
 pub const INFERENCE_LATENCY: &str = "rps_inference_latency_seconds";
 /// 1 for the model being served, labelled with its identity.
@@ -78,6 +81,13 @@ pub struct HttpLabels {
     pub route: String,
     /// Status code, e.g. `200`.
     pub status: String,
+}
+
+/// `{route}` labels.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    /// Matched route template, e.g. `/predict`, or `unmatched`.
+    pub route: String,
 }
 
 /// Identity of the served model.
@@ -128,6 +138,20 @@ const LATENCY_BUCKETS: [f64; 15] = [
     0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
     2.5,
 ];
+/// Request-duration buckets (seconds): 50 µs .. 10 s (the default request timeout); the
+/// latency alert's 0.25 s is a bucket edge.
+const HTTP_BUCKETS: [f64; 17] = [
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+    2.5, 5.0, 10.0,
+];
+
+/// A histogram family whose series all use [`HTTP_BUCKETS`].
+pub type RouteHistograms = Family<RouteLabels, Histogram, fn() -> Histogram>;
+
+fn http_histogram() -> Histogram {
+    Histogram::new(HTTP_BUCKETS)
+}
+
 /// Absolute error buckets (USD): an hourly BTC move is typically tens to hundreds of dollars.
 const ERROR_BUCKETS: [f64; 12] = [
     5.0, 10.0, 25.0, 50.0, 100.0, 200.0, 400.0, 800.0, 1600.0, 3200.0, 6400.0, 12800.0,
@@ -139,6 +163,8 @@ pub struct Metrics {
     registry: Registry,
     /// [`HTTP_REQUESTS`]
     pub http_requests: Family<HttpLabels, Counter>,
+    /// [`HTTP_DURATION`]
+    pub http_duration: RouteHistograms,
     /// [`INFERENCE_LATENCY`]
     pub inference_latency: Histogram,
     /// [`MODEL_INFO`]
@@ -167,9 +193,17 @@ pub struct Metrics {
     pub actual_close: Family<CoinLabels, GaugeF>,
     /// [`PREDICTIONS`]
     pub predictions: Family<CoinLabels, Counter>,
-    /// [`HTTP_REQUESTS`] counters already resolved, by route then status, so counting a
-    /// request allocates no label strings (routes and statuses are bounded sets).
-    http_handles: RwLock<HashMap<String, Vec<(u16, Counter)>>>,
+    /// [`HTTP_DURATION`] histograms and [`HTTP_REQUESTS`] counters already resolved, by
+    /// route then status, so observing a request allocates no label strings (routes and
+    /// statuses are bounded sets).
+    http_handles: RwLock<HashMap<String, RouteHandles>>,
+}
+
+/// One route's resolved series.
+#[derive(Debug)]
+struct RouteHandles {
+    duration: Histogram,
+    by_status: Vec<(u16, Counter)>,
 }
 
 impl Default for Metrics {
@@ -189,6 +223,7 @@ impl Metrics {
         let mut registry = Registry::default();
         let m = Metrics {
             http_requests: Family::default(),
+            http_duration: Family::new_with_constructor(http_histogram as fn() -> Histogram),
             inference_latency: Histogram::new(LATENCY_BUCKETS),
             model_info: Family::default(),
             model_reloads: Family::default(),
@@ -211,6 +246,11 @@ impl Metrics {
             reg_name(HTTP_REQUESTS),
             "HTTP requests by route template and status code",
             m.http_requests.clone(),
+        );
+        r.register(
+            HTTP_DURATION,
+            "Seconds from request arrival to response, by route template",
+            m.http_duration.clone(),
         );
         r.register(
             INFERENCE_LATENCY,
@@ -292,30 +332,47 @@ impl Metrics {
         Metrics { registry, ..m }
     }
 
-    /// Counts one HTTP response.
-    pub fn observe_request(&self, route: &str, status: u16) {
-        let handles = self.http_handles.read().unwrap_or_else(|p| p.into_inner());
-        if let Some((_, c)) = handles
-            .get(route)
-            .and_then(|v| v.iter().find(|(s, _)| *s == status))
+    /// Counts one HTTP response and observes how long it took.
+    pub fn observe_request(&self, route: &str, status: u16, seconds: f64) {
         {
-            c.inc();
-            return;
+            let handles = self.http_handles.read().unwrap_or_else(|p| p.into_inner());
+            if let Some(h) = handles.get(route)
+                && let Some((_, c)) = h.by_status.iter().find(|(s, _)| *s == status)
+            {
+                h.duration.observe(seconds);
+                c.inc();
+                return;
+            }
         }
-        drop(handles);
-        let counter = self
-            .http_requests
-            .get_or_create(&HttpLabels {
-                route: route.to_string(),
-                status: status.to_string(),
-            })
-            .clone();
-        counter.inc();
+        // The first response of this route or (route, status): resolve its series once.
         let mut handles = self.http_handles.write().unwrap_or_else(|p| p.into_inner());
-        let by_status = handles.entry(route.to_string()).or_default();
-        if !by_status.iter().any(|(s, _)| *s == status) {
-            by_status.push((status, counter));
-        }
+        let h = handles
+            .entry(route.to_string())
+            .or_insert_with(|| RouteHandles {
+                duration: self
+                    .http_duration
+                    .get_or_create(&RouteLabels {
+                        route: route.to_string(),
+                    })
+                    .clone(),
+                by_status: Vec::new(),
+            });
+        h.duration.observe(seconds);
+        let counter = match h.by_status.iter().find(|(s, _)| *s == status) {
+            Some((_, c)) => c.clone(),
+            None => {
+                let c = self
+                    .http_requests
+                    .get_or_create(&HttpLabels {
+                        route: route.to_string(),
+                        status: status.to_string(),
+                    })
+                    .clone();
+                h.by_status.push((status, c.clone()));
+                c
+            }
+        };
+        counter.inc();
     }
 
     /// Counts one reload attempt.
@@ -353,7 +410,7 @@ mod tests {
     #[test]
     fn every_declared_name_appears_in_the_exposition_once_touched() {
         let m = Metrics::new();
-        m.observe_request("/health", 200);
+        m.observe_request("/health", 200, 0.001);
         m.inference_latency.observe(0.001);
         m.set_model_info(ModelInfoLabels {
             name: "n".into(),
@@ -393,14 +450,28 @@ mod tests {
     fn requests_count_per_route_and_status_through_the_cached_handles() {
         let m = Metrics::new();
         for _ in 0..3 {
-            m.observe_request("/predict", 200);
+            m.observe_request("/predict", 200, 0.0004);
         }
-        m.observe_request("/predict", 422);
-        m.observe_request("/health", 200);
+        m.observe_request("/predict", 422, 0.2);
+        m.observe_request("/health", 200, 0.00003);
         let text = m.encode();
         assert!(text.contains(r#"rps_http_requests_total{route="/predict",status="200"} 3"#));
         assert!(text.contains(r#"rps_http_requests_total{route="/predict",status="422"} 1"#));
         assert!(text.contains(r#"rps_http_requests_total{route="/health",status="200"} 1"#));
+        // Durations per route, all statuses together, in the buckets they fell in.
+        let bucket = |route: &str, le: &str| {
+            let key = format!(
+                r#"rps_http_request_duration_seconds_bucket{{le="{le}",route="{route}"}} "#
+            );
+            text.lines()
+                .find_map(|l| l.strip_prefix(key.as_str()))
+                .unwrap_or_else(|| panic!("no bucket {route} {le} in\n{text}"))
+                .to_string()
+        };
+        assert_eq!(bucket("/predict", "0.0005"), "3");
+        assert_eq!(bucket("/predict", "0.25"), "4");
+        assert_eq!(bucket("/health", "0.00005"), "1");
+        assert!(text.contains(r#"rps_http_request_duration_seconds_count{route="/predict"} 4"#));
     }
 
     #[test]

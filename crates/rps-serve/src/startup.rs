@@ -259,8 +259,9 @@ async fn not_found(req: Request) -> ApiError {
 }
 
 /// Gives every error response a JSON body ([`json_errors`]), then counts it by matched
-/// route template (bounded) and status.
+/// route template (bounded) and status and observes its duration per route.
 async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let started = std::time::Instant::now();
     let route = req.extensions().get::<MatchedPath>().cloned();
     let mut resp = next.run(req).await;
     let status = resp.status();
@@ -270,6 +271,7 @@ async fn track(State(state): State<AppState>, req: Request, next: Next) -> Respo
     state.metrics().observe_request(
         route.as_ref().map_or("unmatched", MatchedPath::as_str),
         status.as_u16(),
+        started.elapsed().as_secs_f64(),
     );
     resp
 }
