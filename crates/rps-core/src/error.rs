@@ -5,7 +5,8 @@ use crate::exit::ExitCode;
 /// Result alias for rps-core.
 pub type Result<T, E = CoreError> = std::result::Result<T, E>;
 
-/// What can go wrong in the shared layer.
+/// What can go wrong in the shared layer. Large sources are boxed so every `Result` of the
+/// shared layer stays small (clippy's `result_large_err`).
 #[derive(Debug, thiserror::Error)]
 pub enum CoreError {
     /// The store location could not be understood (`--store`).
@@ -17,7 +18,7 @@ pub enum CoreError {
         location: String,
         key: String,
         #[source]
-        source: object_store::Error,
+        source: Box<object_store::Error>,
     },
     /// The store could not be read.
     #[error("store {location}: cannot read '{key}': {source}")]
@@ -25,7 +26,7 @@ pub enum CoreError {
         location: String,
         key: String,
         #[source]
-        source: object_store::Error,
+        source: Box<object_store::Error>,
     },
     /// A local directory could not be created.
     #[error("store {location}: {source}")]

@@ -147,7 +147,7 @@ impl Store {
             .map_err(|source| CoreError::Write {
                 location: self.location.clone(),
                 key: key.to_string(),
-                source,
+                source: Box::new(source),
             })
     }
 
@@ -158,7 +158,7 @@ impl Store {
             Err(source) => Err(CoreError::Write {
                 location: self.location.clone(),
                 key: key.to_string(),
-                source,
+                source: Box::new(source),
             }),
         }
     }
@@ -194,7 +194,7 @@ impl Store {
         CoreError::Read {
             location: self.location.clone(),
             key: key.to_string(),
-            source,
+            source: Box::new(source),
         }
     }
 }
