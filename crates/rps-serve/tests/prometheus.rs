@@ -169,13 +169,24 @@ async fn prometheus_scrapes_the_server_and_every_dashboard_query_returns_series(
         .json()
         .await
         .unwrap();
-    let rules: Vec<&Value> = rules["data"]["groups"]
+    let mut loaded: Vec<&str> = rules["data"]["groups"]
         .as_array()
         .unwrap()
         .iter()
         .flat_map(|g| g["rules"].as_array().unwrap())
+        .map(|r| r["name"].as_str().unwrap())
         .collect();
-    assert_eq!(rules.len(), 8);
+    loaded.sort_unstable();
+    // Every alert of the repository's rule file loaded, and nothing else.
+    let file = std::fs::read_to_string(monitoring_dir().join("alerts.yml")).unwrap();
+    let mut written: Vec<&str> = file
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("- alert:"))
+        .map(str::trim)
+        .collect();
+    written.sort_unstable();
+    assert!(written.len() >= 9, "{written:?}");
+    assert_eq!(loaded, written);
     let healthy = eventually(30, || async {
         let v: Value = client
             .get(format!("{}/api/v1/rules", prom.base))
