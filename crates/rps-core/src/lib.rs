@@ -1,11 +1,13 @@
 //! rps-core: the contracts every RPS stage shares — the raw-bar schema, the storage layer
-//! (local directory or `s3://`), atomic Parquet I/O, time, errors and exit codes. No flags,
-//! no logging setup, no test helpers: those live in `rps-cli` and `rps-testkit`.
+//! (local directory or `s3://`), atomic file and Parquet I/O, time, errors, exit codes and the
+//! retry policy of the API clients. No flags, no logging setup, no test helpers: those live in
+//! `rps-cli` and `rps-testkit`.
 
 pub mod error;
 pub mod exit;
 pub mod fs;
 pub mod parquet_io;
+pub mod retry;
 pub mod schema;
 pub mod storage;
 pub mod time;

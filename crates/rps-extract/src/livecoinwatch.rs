@@ -9,7 +9,6 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use rand::RngExt;
 use reqwest::StatusCode;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -17,6 +16,8 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
+
+use rps_core::retry::{self, Failure, Verdict};
 
 use crate::error::{ExtractError, Result};
 use crate::resample::Observation;
@@ -45,6 +46,19 @@ pub struct ClientOptions {
     pub retry_max: Duration,
     /// Timeout of one request.
     pub timeout: Duration,
+}
+
+impl ClientOptions {
+    /// The retry policy these options describe: `max_retries` after the first attempt, the
+    /// delay doubling from `retry_base` up to `retry_max`, with equal jitter.
+    pub fn retry_policy(&self) -> retry::Policy {
+        retry::Policy {
+            attempts: self.max_retries.saturating_add(1),
+            base: self.retry_base,
+            cap: self.retry_max,
+            jitter: retry::Jitter::Equal,
+        }
+    }
 }
 
 impl Default for ClientOptions {
@@ -209,49 +223,67 @@ impl Client {
         body: &serde_json::Value,
     ) -> Result<T> {
         let url = self.url(endpoint);
-        let attempts = self.opts.max_retries + 1;
-        for attempt in 1..=attempts {
-            self.pace().await;
-            self.requests.fetch_add(1, Ordering::Relaxed);
-            let (why, retry_after) = match self.attempt(&url, body).await {
-                Ok(v) => return Ok(v),
-                Err(Attempt::Fail(e)) => return Err(e),
-                Err(Attempt::Retry { why, retry_after }) => (why, retry_after),
-            };
-            if attempt == attempts {
-                return Err(ExtractError::GaveUp {
+        let target = url.as_str();
+        let outcome = retry::retry_notify(
+            &self.opts.retry_policy(),
+            |a: &Attempt| match a {
+                Attempt::Fail(_) => Verdict::Permanent,
+                // A server asking for a longer wait than we accept is treated as down.
+                Attempt::Retry {
+                    retry_after: Some(d),
+                    ..
+                } if *d > MAX_RETRY_AFTER => Verdict::Permanent,
+                Attempt::Retry {
+                    retry_after: Some(d),
+                    ..
+                } => Verdict::RetryAfter(*d),
+                Attempt::Retry { .. } => Verdict::Transient,
+            },
+            |a, r| {
+                self.retries.fetch_add(1, Ordering::Relaxed);
+                let why = match a {
+                    Attempt::Retry { why, .. } => why.as_str(),
+                    Attempt::Fail(_) => "failed",
+                };
+                tracing::warn!(
+                    endpoint,
+                    attempt = r.attempt,
+                    of = r.of,
+                    delay_ms = r.delay.as_millis() as u64,
+                    "{why}; retrying"
+                );
+            },
+            move |_| async move {
+                self.pace().await;
+                self.requests.fetch_add(1, Ordering::Relaxed);
+                self.attempt(target, body).await
+            },
+        )
+        .await;
+        match outcome {
+            Ok(v) => Ok(v),
+            Err(Failure {
+                error: Attempt::Fail(e),
+                ..
+            }) => Err(e),
+            Err(Failure {
+                error: Attempt::Retry { why, retry_after },
+                attempts,
+                exhausted,
+            }) => {
+                let last = match retry_after {
+                    Some(d) if !exhausted => {
+                        format!("{why}; Retry-After {}s is longer than we wait", d.as_secs())
+                    }
+                    _ => why,
+                };
+                Err(ExtractError::GaveUp {
                     endpoint: url,
                     attempts,
-                    last: why,
-                });
+                    last,
+                })
             }
-            let delay = match retry_after {
-                Some(d) if d > MAX_RETRY_AFTER => {
-                    return Err(ExtractError::GaveUp {
-                        endpoint: url,
-                        attempts: attempt,
-                        last: format!("{why}; Retry-After {}s is longer than we wait", d.as_secs()),
-                    });
-                }
-                Some(d) => d,
-                None => backoff(self.opts.retry_base, self.opts.retry_max, attempt - 1),
-            };
-            self.retries.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(
-                endpoint,
-                attempt,
-                of = attempts,
-                delay_ms = delay.as_millis() as u64,
-                "{why}; retrying"
-            );
-            tokio::time::sleep(delay).await;
         }
-        // The loop returns on its last attempt; this keeps the function total.
-        Err(ExtractError::GaveUp {
-            endpoint: url,
-            attempts,
-            last: "no attempt made".into(),
-        })
     }
 
     async fn attempt<T: DeserializeOwned>(
@@ -325,6 +357,7 @@ impl Client {
     }
 }
 
+/// A transport error as one line: what kind of failure, then the error and its causes.
 fn transport_error(e: &reqwest::Error) -> String {
     let kind = if e.is_timeout() {
         "timed out"
@@ -333,26 +366,7 @@ fn transport_error(e: &reqwest::Error) -> String {
     } else {
         "request failed"
     };
-    let mut msg = format!("{kind}: {e}");
-    let mut src = std::error::Error::source(e);
-    while let Some(s) = src {
-        msg.push_str(&format!(": {s}"));
-        src = s.source();
-    }
-    msg
-}
-
-/// The delay before retry number `n` (0-based): `base * 2^n` capped at `max`, with "equal
-/// jitter" (a random point in the upper half) so clients that failed together spread out.
-pub fn backoff(base: Duration, max: Duration, n: u32) -> Duration {
-    let full = base.saturating_mul(2u32.saturating_pow(n.min(30))).min(max);
-    let half = full / 2;
-    let jitter_ms = half.as_millis() as u64;
-    half + Duration::from_millis(if jitter_ms == 0 {
-        0
-    } else {
-        rand::rng().random_range(0..=jitter_ms)
-    })
+    format!("{kind}: {}", rps_core::error::chain(e))
 }
 
 /// `Retry-After`: delta-seconds or an HTTP date.
@@ -396,11 +410,16 @@ mod tests {
 
     #[test]
     fn backoff_doubles_up_to_the_cap_with_jitter_in_the_upper_half() {
-        let base = Duration::from_millis(100);
-        let max = Duration::from_millis(1_000);
+        let opts = ClientOptions {
+            retry_base: Duration::from_millis(100),
+            retry_max: Duration::from_millis(1_000),
+            ..ClientOptions::default()
+        };
+        let policy = opts.retry_policy();
+        assert_eq!(policy.max_attempts(), opts.max_retries + 1);
         for n in 0..8 {
             let full = (100u64 << n).min(1_000);
-            let d = backoff(base, max, n).as_millis() as u64;
+            let d = policy.delay(n + 1).as_millis() as u64;
             assert!(
                 (full / 2..=full).contains(&d),
                 "retry {n}: {d} ms not in {}..={full}",

@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use reqwest::{Method, StatusCode, Url};
+use rps_core::error::chain;
+use rps_core::retry;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -93,15 +95,20 @@ impl RetryPolicy {
         Ok(p)
     }
 
+    /// The attempts and backoff of this policy as the shared [`retry::Policy`] (equal
+    /// jitter).
+    pub fn policy(&self) -> retry::Policy {
+        retry::Policy {
+            attempts: self.max_attempts,
+            base: self.initial_backoff,
+            cap: self.max_backoff,
+            jitter: retry::Jitter::Equal,
+        }
+    }
+
     /// Sleep before retry number `retry` (1 = after the first failure).
     pub fn backoff(&self, retry: u32) -> Duration {
-        let exp = retry.saturating_sub(1).min(30);
-        let base = self
-            .initial_backoff
-            .saturating_mul(1u32 << exp)
-            .min(self.max_backoff);
-        let half = base / 2;
-        half + half.mul_f64(rand::random_range(0.0..=1.0))
+        self.policy().delay(retry)
     }
 }
 
@@ -182,6 +189,14 @@ impl std::fmt::Debug for MlflowClient {
             .field("auth", &self.auth.kind())
             .finish()
     }
+}
+
+/// Why one attempt at a request failed.
+enum SendFailure {
+    /// Worth another attempt (connection error, timeout, 429, 5xx), described.
+    Transient(String),
+    /// Final (the request could not even be built).
+    Final(Error),
 }
 
 /// One request to send, possibly several times.
@@ -273,61 +288,85 @@ impl MlflowClient {
 
     /// Sends `req`, retrying transient failures; returns the final status and body.
     async fn send(&self, req: Req<'_>) -> Result<(StatusCode, Bytes)> {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let mut rb = self
-                .http
-                .request(req.method.clone(), req.url.clone())
-                .timeout(req.timeout);
-            if !req.query.is_empty() {
-                rb = rb.query(&req.query);
-            }
-            if let Some((body, content_type)) = &req.body {
-                rb = rb
-                    .header(reqwest::header::CONTENT_TYPE, *content_type)
-                    .body(body.clone());
-            }
-            rb = self.auth.apply(rb);
-            let failure = match rb.send().await {
-                Ok(resp) => {
-                    let status = resp.status();
-                    match resp.bytes().await {
-                        Ok(body)
-                            if status.is_server_error()
-                                || status == StatusCode::TOO_MANY_REQUESTS =>
-                        {
-                            format!(
-                                "HTTP {}: {}",
-                                status.as_u16(),
-                                truncate(&String::from_utf8_lossy(&body))
-                            )
-                        }
-                        Ok(body) => return Ok((status, body)),
-                        Err(e) => format!("reading the response: {}", error_chain(&e)),
-                    }
+        let policy = self.retry.policy();
+        let req = &req;
+        let outcome = retry::retry_notify(
+            &policy,
+            |f: &SendFailure| matches!(f, SendFailure::Transient(_)),
+            |f, r| {
+                if let SendFailure::Transient(failure) = f {
+                    tracing::warn!(
+                        endpoint = req.endpoint,
+                        attempt = r.attempt,
+                        max_attempts = r.of,
+                        retry_in_ms = r.delay.as_millis() as u64,
+                        error = %failure,
+                        "MLflow request failed; retrying"
+                    );
                 }
-                Err(e) if e.is_builder() => return Err(Error::Client(e)),
-                Err(e) => error_chain(&e),
-            };
-            if attempt >= self.retry.max_attempts {
-                return Err(Error::RetriesExhausted {
-                    method: req.method.to_string(),
-                    url: req.url.to_string(),
-                    attempts: attempt,
-                    last: failure,
-                });
+            },
+            move |_| async move { self.send_once(req).await },
+        )
+        .await;
+        match outcome {
+            Ok(answer) => Ok(answer),
+            Err(retry::Failure {
+                error: SendFailure::Final(e),
+                ..
+            }) => Err(e),
+            Err(retry::Failure {
+                error: SendFailure::Transient(last),
+                attempts,
+                ..
+            }) => Err(Error::RetriesExhausted {
+                method: req.method.to_string(),
+                url: req.url.to_string(),
+                attempts,
+                last,
+            }),
+        }
+    }
+
+    /// One attempt at `req`: any answer but 429 and 5xx is returned as it is.
+    async fn send_once(
+        &self,
+        req: &Req<'_>,
+    ) -> std::result::Result<(StatusCode, Bytes), SendFailure> {
+        let mut rb = self
+            .http
+            .request(req.method.clone(), req.url.clone())
+            .timeout(req.timeout);
+        if !req.query.is_empty() {
+            rb = rb.query(&req.query);
+        }
+        if let Some((body, content_type)) = &req.body {
+            rb = rb
+                .header(reqwest::header::CONTENT_TYPE, *content_type)
+                .body(body.clone());
+        }
+        rb = self.auth.apply(rb);
+        match rb.send().await {
+            Ok(resp) => {
+                let status = resp.status();
+                match resp.bytes().await {
+                    Ok(body)
+                        if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS =>
+                    {
+                        Err(SendFailure::Transient(format!(
+                            "HTTP {}: {}",
+                            status.as_u16(),
+                            truncate(&String::from_utf8_lossy(&body))
+                        )))
+                    }
+                    Ok(body) => Ok((status, body)),
+                    Err(e) => Err(SendFailure::Transient(format!(
+                        "reading the response: {}",
+                        chain(&e)
+                    ))),
+                }
             }
-            let sleep = self.retry.backoff(attempt);
-            tracing::warn!(
-                endpoint = req.endpoint,
-                attempt,
-                max_attempts = self.retry.max_attempts,
-                retry_in_ms = sleep.as_millis() as u64,
-                error = %failure,
-                "MLflow request failed; retrying"
-            );
-            tokio::time::sleep(sleep).await;
+            Err(e) if e.is_builder() => Err(SendFailure::Final(Error::Client(e))),
+            Err(e) => Err(SendFailure::Transient(chain(&e))),
         }
     }
 
@@ -1009,21 +1048,6 @@ fn api_error(endpoint: &str, status: StatusCode, body: &[u8]) -> Error {
             body: truncate(&String::from_utf8_lossy(body)),
         },
     }
-}
-
-/// A transport error with its causes ("error sending request ...: connection refused").
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let m = c.to_string();
-        if !s.contains(&m) {
-            s.push_str(": ");
-            s.push_str(&m);
-        }
-        cur = c.source();
-    }
-    s
 }
 
 fn truncate(s: &str) -> String {

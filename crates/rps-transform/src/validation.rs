@@ -1,11 +1,12 @@
-//! Reads an rps-validate report for the profile without depending on its exact layout:
-//! any array of objects that look like checks (`name`/`check`/`rule` and `status`/`passed`,
-//! optional `count` and `details`/`message`) becomes a table titled by its JSON path
-//! (e.g. `coins / BTC / checks`); top-level scalars become the report's summary lines.
-//! A missing or unreadable report is shown as a note, never an error.
+//! Reads the rps-validate report (`rps_validate::report::Report`, the `--report` JSON) for
+//! the profile: the report's scalars become its summary lines, each coin's checks a table
+//! (`coins / BTC / checks`). A missing or unreadable file, or a JSON file that is not a
+//! validation report, is shown as a one-line note naming the file, never an error.
 
 use std::path::Path;
 
+use rps_validate::report::{self as vr, Status};
+use serde::Serialize;
 use serde_json::Value;
 
 /// One check row as shown in the profile.
@@ -61,9 +62,13 @@ pub fn load(path: &Path) -> Report {
     let label = defang(&path.display().to_string());
     let parsed = std::fs::read(path)
         .map_err(|e| format!("cannot read it: {e}"))
-        .and_then(|b| serde_json::from_slice::<Value>(&b).map_err(|e| format!("not JSON: {e}")));
+        .and_then(|b| serde_json::from_slice::<Value>(&b).map_err(|e| format!("not JSON: {e}")))
+        .and_then(|v| {
+            serde_path_to_error::deserialize::<_, vr::Report>(v)
+                .map_err(|e| format!("not an rps-validate report: {e}"))
+        });
     match parsed {
-        Ok(v) => from_json(&label, &v),
+        Ok(r) => from_report(&label, &r),
         Err(e) => {
             tracing::warn!("validation report {label}: {e}; the profile shows no checks");
             Report {
@@ -77,44 +82,52 @@ pub fn load(path: &Path) -> Report {
     }
 }
 
-/// Interprets an already parsed report.
-pub fn from_json(path: &str, v: &Value) -> Report {
-    let mut report = Report {
-        path: defang(path),
-        error: None,
-        summary: Vec::new(),
-        sections: Vec::new(),
-        not_passed: 0,
-    };
-    // Summary lines: top-level scalars, and the fields of top-level objects made only of
-    // scalars (e.g. `summary.failed`, `settings.max_null_ratio`).
-    let is_scalar = |x: &Value| !x.is_object() && !x.is_array();
-    if let Value::Object(map) = v {
-        for (k, x) in map {
-            match x {
-                x if is_scalar(x) => report.summary.push((defang(k), defang(&scalar(x)))),
-                Value::Object(inner) if inner.values().all(is_scalar) => {
-                    for (k2, y) in inner {
-                        report
-                            .summary
-                            .push((defang(&format!("{k}.{k2}")), defang(&scalar(y))));
-                    }
-                }
-                _ => {}
-            }
-        }
+/// What the profile shows of a validation report read from `path`.
+pub fn from_report(path: &str, r: &vr::Report) -> Report {
+    let mut summary = Vec::new();
+    let mut line = |k: &str, v: String| summary.push((defang(k), defang(&v)));
+    // In the order the profile has always listed them (alphabetical, as the report's JSON
+    // keys sort), settings first.
+    for (k, v) in fields(&r.settings) {
+        line(&format!("settings.{k}"), v);
     }
-    walk(&mut Vec::new(), v, &mut report.sections);
-    report.not_passed = report
-        .sections
+    line("status", label(r.status));
+    line("store", r.store.clone());
+    for (k, v) in fields(&r.summary) {
+        line(&format!("summary.{k}"), v);
+    }
+    line("tool", r.tool.clone());
+    line("version", r.version.clone());
+    let sections: Vec<Section> = r
+        .coins
+        .iter()
+        .filter(|c| !c.checks.is_empty())
+        .map(|c| Section {
+            title: defang(&format!("coins / {} / checks", c.coin)),
+            checks: c.checks.iter().map(check).collect(),
+        })
+        .collect();
+    let not_passed = sections
         .iter()
         .flat_map(|s| &s.checks)
         .filter(|c| c.class != "pass")
         .count();
-    if report.sections.is_empty() && report.summary.is_empty() {
-        report.error = Some("no checks found in it".into());
+    Report {
+        path: defang(path),
+        error: None,
+        summary,
+        sections,
+        not_passed,
     }
-    report
+}
+
+/// The fields of a flat struct as `(name, value)` in name order, each value as its JSON text
+/// (strings unquoted, `null` empty), so numbers read as in the report file (`2.0`, `0.01`).
+fn fields<T: Serialize>(v: &T) -> Vec<(String, String)> {
+    match serde_json::to_value(v) {
+        Ok(Value::Object(map)) => map.into_iter().map(|(k, x)| (k, scalar(&x))).collect(),
+        _ => Vec::new(),
+    }
 }
 
 fn scalar(v: &Value) -> String {
@@ -125,123 +138,86 @@ fn scalar(v: &Value) -> String {
     }
 }
 
-fn first<'a>(o: &'a serde_json::Map<String, Value>, keys: &[&str]) -> Option<&'a Value> {
-    keys.iter().find_map(|k| o.get(*k))
-}
-
-fn looks_like_check(v: &Value) -> bool {
-    v.as_object().is_some_and(|o| {
-        first(o, &["name", "check", "rule"]).is_some()
-            && first(o, &["status", "passed", "ok", "severity"]).is_some()
-    })
-}
-
-fn walk(path: &mut Vec<String>, v: &Value, out: &mut Vec<Section>) {
-    match v {
-        Value::Array(items) if !items.is_empty() && items.iter().any(looks_like_check) => {
-            let checks = items
-                .iter()
-                .filter_map(Value::as_object)
-                .map(check)
-                .collect();
-            let title = if path.is_empty() {
-                "checks".to_string()
-            } else {
-                path.join(" / ")
-            };
-            out.push(Section {
-                title: defang(&title),
-                checks,
-            });
-        }
-        Value::Array(items) => {
-            for (i, x) in items.iter().enumerate() {
-                // Name array elements by their coin when they carry one.
-                let label = x
-                    .get("coin")
-                    .and_then(Value::as_str)
-                    .map(str::to_string)
-                    .unwrap_or_else(|| i.to_string());
-                path.push(label);
-                walk(path, x, out);
-                path.pop();
-            }
-        }
-        Value::Object(map) => {
-            for (k, x) in map {
-                path.push(k.clone());
-                walk(path, x, out);
-                path.pop();
-            }
-        }
-        _ => {}
+fn label(s: Status) -> String {
+    match s {
+        Status::Pass => "pass",
+        Status::Warn => "warn",
+        Status::Fail => "fail",
     }
+    .to_string()
 }
 
-fn check(o: &serde_json::Map<String, Value>) -> Check {
-    let name = first(o, &["name", "check", "rule"])
-        .map(scalar)
-        .unwrap_or_default();
-    let name = match o.get("coin").and_then(Value::as_str) {
-        Some(c) => format!("{c}: {name}"),
-        None => name,
-    };
-    let status = match first(o, &["status", "passed", "ok", "severity"]) {
-        Some(Value::Bool(true)) => "pass".to_string(),
-        Some(Value::Bool(false)) => "fail".to_string(),
-        Some(v) => scalar(v),
-        None => String::new(),
-    };
-    let s = status.to_ascii_lowercase();
-    let class = if ["pass", "passed", "ok", "success", "info"].contains(&s.as_str()) {
-        "pass"
-    } else if s.starts_with("warn") {
-        "warn"
-    } else {
-        "fail"
-    };
-    let count = o.get("count").map(scalar).unwrap_or_default();
-    let details = first(o, &["details", "message", "detail"])
-        .map(scalar)
-        .unwrap_or_default();
+fn check(c: &vr::Check) -> Check {
     Check {
-        name: defang(&name),
-        status: defang(&status),
-        class,
-        count: defang(&count),
-        details: defang(&details),
+        name: defang(&c.name),
+        status: label(c.status),
+        class: match c.status {
+            Status::Pass => "pass",
+            Status::Warn => "warn",
+            Status::Fail => "fail",
+        },
+        count: c.count.to_string(),
+        details: defang(&c.details),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use rps_validate::checks::Settings;
+    use rps_validate::report::{CoinReport, Severity};
+
+    fn sample() -> vr::Report {
+        let checks = vec![
+            vr::Check::counted("null_ratio.close", Severity::Error, 0, "ok".into(), vec![]),
+            vr::Check::counted("gaps", Severity::Warning, 3, "3 gaps".into(), vec![]),
+            vr::Check::counted("ohlc", Severity::Error, 2, "see http://x".into(), vec![]),
+        ];
+        let btc = CoinReport::new("BTC", "raw/BTC.parquet", 10, None, checks, vec![]);
+        let eth = CoinReport::new("ETH", "raw/ETH.parquet", 0, None, vec![], vec![]);
+        vr::Report::new("./data", Settings::default(), vec![btc, eth])
+    }
 
     #[test]
-    fn per_coin_check_arrays_become_titled_tables() {
-        let v = json!({
-            "status": "fail",
-            "summary": {"failed": 1, "warned": 1},
-            "coins": {"BTC": {"checks": [
-                {"name": "no_nulls", "status": "pass", "count": 0, "details": "ok"},
-                {"name": "monotonic", "status": "warn", "count": 3, "details": {"first": 5}},
-                {"name": "gaps", "status": "fail", "count": 2, "details": "see http://x"}
-            ]}}
-        });
-        let r = from_json("v.json", &v);
+    fn per_coin_checks_become_titled_tables() {
+        let r = from_report("v.json", &sample());
         let lines: Vec<String> = r.summary.iter().map(|(k, v)| format!("{k}={v}")).collect();
         assert_eq!(
             lines,
-            vec!["status=fail", "summary.failed=1", "summary.warned=1"]
+            vec![
+                "settings.end=",
+                "settings.max_null_ratio=0.01",
+                "settings.max_staleness_hours=2.0",
+                "settings.outlier_z=10.0",
+                "status=fail",
+                "store=./data",
+                "summary.checks=3",
+                "summary.coins=2",
+                "summary.failed=1",
+                "summary.passed=1",
+                "summary.rows=10",
+                "summary.unreadable=0",
+                "summary.warned=1",
+                "tool=rps-validate",
+                &format!("version={}", env!("CARGO_PKG_VERSION")),
+            ]
         );
-        assert_eq!(r.sections.len(), 1);
+        assert_eq!(r.sections.len(), 1, "a coin without checks has no table");
         assert_eq!(r.sections[0].title, "coins / BTC / checks");
         let classes: Vec<_> = r.sections[0].checks.iter().map(|c| c.class).collect();
         assert_eq!(classes, vec!["pass", "warn", "fail"]);
         assert_eq!(r.not_passed, 2);
-        assert_eq!(r.sections[0].checks[1].details, r#"{"first":5}"#);
+        assert_eq!(r.sections[0].checks[1].count, "3");
         assert_eq!(r.sections[0].checks[2].details, "see hxxp://x");
+    }
+
+    #[test]
+    fn a_written_report_reads_back_the_same() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("validation.json");
+        sample().write(&p).unwrap();
+        let label = p.display().to_string();
+        assert_eq!(load(&p), from_report(&label, &sample()));
     }
 
     #[test]
@@ -251,10 +227,18 @@ mod tests {
     }
 
     #[test]
-    fn boolean_pass_flags_are_understood() {
-        let v = json!([{"check": "x", "passed": false, "coin": "ETH"}]);
-        let r = from_json("v", &v);
-        assert_eq!(r.sections[0].checks[0].name, "ETH: x");
-        assert_eq!(r.sections[0].checks[0].class, "fail");
+    fn json_that_is_not_a_validation_report_is_a_one_line_note() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("other.json");
+        std::fs::write(
+            &p,
+            r#"{"status": "warn", "coins": {"BTC": {"checks": []}}}"#,
+        )
+        .unwrap();
+        let e = load(&p).error.unwrap();
+        assert!(e.starts_with("not an rps-validate report: "), "{e}");
+        assert!(!e.contains('\n'), "{e}");
+        std::fs::write(&p, "{not json").unwrap();
+        assert!(load(&p).error.unwrap().starts_with("not JSON: "));
     }
 }

@@ -3,6 +3,8 @@
 
 use quick_xml::events::Event;
 use rps_features as features;
+use rps_validate::checks::Settings;
+use rps_validate::report::{Check, CoinReport, Report, Severity};
 
 use crate::support::{bars_at, config, fixture_bars, put_raw};
 
@@ -51,14 +53,20 @@ async fn the_profile_is_one_well_formed_offline_page_with_every_chart() {
     // A second coin with a hole, to see gaps counted in the overview.
     put_raw(dir.path(), "ETH", &bars_at("ETH", (0..400).chain(410..700))).await;
     let report = dir.path().join("validation.json");
-    std::fs::write(
-        &report,
-        r#"{"status": "warn", "coins": {"BTC": {"checks": [
-            {"name": "null_ratio", "status": "pass", "count": 0, "details": "no nulls"},
-            {"name": "volume_units", "status": "warn", "count": 20143, "details": "swapped, see https://example.org"}
-        ]}}}"#,
-    )
-    .unwrap();
+    let checks = vec![
+        Check::counted("null_ratio", Severity::Error, 0, "no nulls".into(), vec![]),
+        Check::counted(
+            "volume_units",
+            Severity::Warning,
+            20143,
+            "swapped, see https://example.org".into(),
+            vec![],
+        ),
+    ];
+    let btc = CoinReport::new("BTC", "raw/BTC.parquet", 33259, None, checks, vec![]);
+    Report::new("./data", Settings::default(), vec![btc])
+        .write(&report)
+        .unwrap();
     let html_path = dir.path().join("reports/profile.html");
     let mut cfg = config(dir.path());
     cfg.profile = Some(html_path.clone());
@@ -117,6 +125,7 @@ async fn the_profile_is_one_well_formed_offline_page_with_every_chart() {
         );
     }
     assert!(html.contains("volume_units") && html.contains("tr class=\"warn\""));
+    assert!(html.contains("1 check(s) did not pass"));
     assert!(
         html.contains("see hxxps:"),
         "URLs from the report are defanged"

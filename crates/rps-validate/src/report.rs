@@ -279,8 +279,8 @@ impl Report {
         s
     }
 
-    /// Writes the report as pretty JSON, atomically (temp file then rename), creating the
-    /// parent directory. A reader never sees half a report.
+    /// Writes the report as pretty JSON, atomically ([`rps_core::fs::write`]: temp file then
+    /// rename), creating the parent directory. A reader never sees half a report.
     pub fn write(&self, path: &Path) -> Result<()> {
         let err = |source| ValidateError::Report {
             path: path.to_path_buf(),
@@ -288,22 +288,7 @@ impl Report {
         };
         let mut json = serde_json::to_vec_pretty(self)?;
         json.push(b'\n');
-        let dir = match path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-            _ => std::path::PathBuf::from("."),
-        };
-        std::fs::create_dir_all(&dir).map_err(err)?;
-        let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned());
-        let tmp = dir.join(format!(
-            ".{}.tmp-{}",
-            file_name.unwrap_or_else(|| "report".into()),
-            std::process::id()
-        ));
-        std::fs::write(&tmp, &json).map_err(err)?;
-        std::fs::rename(&tmp, path).map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            err(e)
-        })
+        rps_core::fs::write(path, &json).map_err(err)
     }
 }
 

@@ -385,9 +385,11 @@ impl LocalRegistry {
             .model_dir(model)
             .join(format!(".staging-{:016x}", rand::random::<u64>()));
         copy_tree(&src, &staging, None)?;
-        // Publish by renaming the complete directory to the next free number. rename(2)
-        // fails on an existing non-empty directory, so a concurrent registrar that took the
-        // number first makes us try the next one.
+        // Publish by renaming the complete directory to the next free number. This stays a
+        // directory rename rather than rps_core::fs (which replaces one file): a version is
+        // a whole tree that must appear at once, and rename(2) fails on an existing
+        // non-empty directory, so a concurrent registrar that took the number first makes
+        // us try the next one instead of being overwritten.
         let mut n = max_version(&versions)? + 1;
         loop {
             let mv = ModelVersion {
@@ -535,25 +537,19 @@ fn copy_file(from: &Path, to: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Writes `bytes` to a temp file next to `path`, syncs it and renames it over `path`:
-/// readers see the old content or the new, never a mix.
+/// Writes `bytes` over `path` atomically and durably ([`rps_core::fs::write_with`], synced
+/// before the rename: an alias or version file must survive a power loss): readers see the
+/// old content or the new, never a mix.
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp-{:016x}", rand::random::<u64>()));
-    let res = (|| {
-        let mut f = fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)
-    })();
-    res.map_err(|e| {
-        let _ = fs::remove_file(&tmp);
-        Error::io("writing", path, e)
-    })
+    rps_core::fs::write_with(
+        path,
+        |f| {
+            f.write_all(bytes)?;
+            f.sync_all()
+        },
+        |e| e,
+    )
+    .map_err(|e| Error::io("writing", path, e))
 }
 
 fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> Result<()> {
