@@ -26,10 +26,10 @@ COPY --from=planner /src/recipe.json recipe.json
 RUN cargo chef cook --profile dist --locked --recipe-path recipe.json
 COPY . .
 RUN cargo build --profile dist --locked --bins \
-      -p rps-extract -p rps-validate -p rps-transform -p rps-train -p rps-serve \
+      -p rps-extract -p rps-validate -p rps-transform -p rps-train -p rps-serve -p rps-monitor \
  && mkdir -p /out \
  && cp target/dist/rps-extract target/dist/rps-validate target/dist/rps-transform \
-       target/dist/rps-train target/dist/rps-serve /out/
+       target/dist/rps-train target/dist/rps-serve target/dist/rps-monitor /out/
 
 # ---------------------------------------------------------------- airflow (compose)
 FROM apache/airflow:${AIRFLOW_VERSION}-python3.11 AS airflow

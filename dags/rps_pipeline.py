@@ -3,7 +3,7 @@
 extract -> validate -> transform -> drift_check -(branch)-> train | skip_train -> version
 
 The stages are BashOperators running the binaries with the flags of dvc.yaml; drift_check is a
-branch task that runs `rps-serve drift` and picks train or skip_train; version records the outputs
+branch task that runs `rps-monitor drift` and picks train or skip_train; version records the outputs
 with DVC.
 
 Design decisions (see the README, section "Airflow"):
@@ -254,7 +254,7 @@ def champion_exists(model_name: str, alias: str = "champion") -> bool:
 def decide_training(
     *, force: bool, hour: int, retrain_hour: int, has_champion: bool, run_drift
 ) -> tuple[str, str]:
-    """Returns (task_id, reason). `run_drift()` -> exit code of `rps-serve drift`, called only when
+    """Returns (task_id, reason). `run_drift()` -> exit code of `rps-monitor drift`, called only when
     the cheaper reasons did not already decide."""
     if force:
         return "train", "force_train param set"
@@ -264,10 +264,10 @@ def decide_training(
         return "train", f"daily retrain hour ({retrain_hour:02d}:00 UTC)"
     code = run_drift()
     if code == 3:
-        return "train", "rps-serve drift detected data drift (exit 3)"
+        return "train", "rps-monitor drift detected data drift (exit 3)"
     if code == 0:
         return "skip_train", "no drift, champion exists, not the retrain hour"
-    raise AirflowException(f"rps-serve drift failed with exit code {code}")
+    raise AirflowException(f"rps-monitor drift failed with exit code {code}")
 
 
 with DAG(
@@ -315,13 +315,13 @@ with DAG(
                 "--end": data_interval_end.in_timezone("UTC").strftime("%Y-%m-%dT%H:%M:%SZ"),
                 "--report": "reports/drift.json",
             }
-            cmd = [_binary("rps-serve"), "drift", *(x for pair in flags.items() for x in pair)]
+            cmd = [_binary("rps-monitor"), "drift", *(x for pair in flags.items() for x in pair)]
             workdir = _workdir()
             (workdir / "reports").mkdir(exist_ok=True)
             log.info("running %s", " ".join(cmd))
             proc = subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True, timeout=1800)
             for line in (proc.stdout + proc.stderr).splitlines():
-                log.info("rps-serve drift: %s", line)
+                log.info("rps-monitor drift: %s", line)
             return proc.returncode
 
         choice, reason = decide_training(

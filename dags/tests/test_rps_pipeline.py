@@ -287,16 +287,16 @@ def test_a_failing_drift_check_fails_the_task(module, code):
 
 
 @pytest.mark.parametrize(("exit_code", "choice"), [(3, "train"), (0, "skip_train")])
-def test_the_branch_runs_rps_serve_drift_with_the_interval_and_follows_its_exit_code(
+def test_the_branch_runs_rps_monitor_drift_with_the_interval_and_follows_its_exit_code(
     dag, tmp_path, monkeypatch, exit_code, choice
 ):
     # A stand-in for the binary that records its arguments: this checks the DAG's glue (binary
     # lookup via RPS_BIN_DIR, flags, working directory, exit-code mapping); the real
-    # `rps-serve drift` runs in tests/orchestration/airflow_e2e.sh.
+    # `rps-monitor drift` runs in tests/orchestration/airflow_e2e.sh.
     bin_dir, work = tmp_path / "bin", tmp_path / "work"
     bin_dir.mkdir()
     work.mkdir()
-    fake = bin_dir / "rps-serve"
+    fake = bin_dir / "rps-monitor"
     fake.write_text(f'#!/bin/sh\necho "$PWD $@" > "{tmp_path}/args"\nexit {exit_code}\n')
     fake.chmod(0o755)
     (work / "registry" / "models" / "rps-forecaster" / "aliases").mkdir(parents=True)

@@ -4,7 +4,7 @@
 # MLflow server (RPS_TEST_MLFLOW_URI).
 #   airflow_e2e.sh setup WORK  # Airflow home + DB, DVC workspace
 #   airflow_e2e.sh good  WORK  # a run on clean data: exit 0, every output, a registered champion
-#   airflow_e2e.sh drift WORK  # the next hour: a champion exists, so the real `rps-serve drift` decides
+#   airflow_e2e.sh drift WORK  # the next hour: a champion exists, so the real `rps-monitor drift` decides
 #   airflow_e2e.sh bad   WORK  # a run whose new bars break OHLC: fails at validate, nothing lost
 # Called by run.sh; WORK is shared between the phases.
 set -euo pipefail
@@ -15,7 +15,7 @@ pipe=$root/.venv/pipeline/bin
 csv=${RPS_TEST_CSV:-$root/tests/data/btc-usd-hourly-bitstamp-2018-2022.csv.gz}
 
 : "${RPS_TEST_MLFLOW_URI:?RPS_TEST_MLFLOW_URI is not set (eval \"\$(.ci/services start)\")}"
-for b in rps-extract rps-validate rps-transform rps-train rps-serve; do
+for b in rps-extract rps-validate rps-transform rps-train rps-serve rps-monitor; do
   command -v "$b" >/dev/null || { echo "$b is not on PATH (cargo build --release --workspace)" >&2; exit 1; }
 done
 
@@ -125,7 +125,7 @@ good)
 
 drift)
   # Interval [00:00, 01:00): one new bar. Not the retrain hour and a champion exists, so the branch
-  # runs the real `rps-serve drift`. The threshold is set out of reach, so the answer is known:
+  # runs the real `rps-monitor drift`. The threshold is set out of reach, so the answer is known:
   # no drift, skip training (the exit-3 -> train mapping is covered in dags/tests).
   export RPS_CSV_PATH=$csv
   airflow dags test rps_pipeline 2022-02-01T01:00:00+00:00 -c '{"overlap_hours": 2, "drift_threshold": 1000}' \
@@ -133,7 +133,7 @@ drift)
   task_states >"$e2e/states"; cat "$e2e/states"
   for t in extract validate transform drift_check skip_train version; do expect_state "$t" success; done
   expect_state train skipped
-  grep -q "rps-serve drift" "$e2e/drift.log" || { echo "the drift check did not run rps-serve drift" >&2; exit 1; }
+  grep -q "rps-monitor drift" "$e2e/drift.log" || { echo "the drift check did not run rps-monitor drift" >&2; exit 1; }
   grep -q "decision: skip_train (no drift" "$e2e/drift.log"
   test -s "$ws/reports/drift.json"
   model_versions >"$e2e/versions"

@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((ROOT / "compose.yaml").read_text())
 WORKFLOWS = {p.name: p for p in sorted((ROOT / ".github" / "workflows").glob("*.yml"))}
 ENV_EXAMPLE = (ROOT / ".env.example").read_text()
-BINARIES = ["rps-extract", "rps-validate", "rps-transform", "rps-train", "rps-serve"]
+BINARIES = ["rps-extract", "rps-validate", "rps-transform", "rps-train", "rps-serve", "rps-monitor"]
 
 
 def env_example_names() -> set[str]:

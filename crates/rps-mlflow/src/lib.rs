@@ -1,5 +1,7 @@
 //! rps-mlflow: a typed MLflow REST client ([`MlflowClient`]) and the model [`Registry`] the
-//! stages use (MLflow when `MLFLOW_TRACKING_URI` is set, else an embedded local directory).
+//! stages use (MLflow when `MLFLOW_TRACKING_URI` is set, else an embedded local directory),
+//! and [`source`]: where a model package comes from (a directory or a registry alias) for the
+//! server and the drift check, probed and fetched to a directory.
 //!
 //! The wire contract and its traps are in `docs/MLFLOW.md` at the repository root. This crate does not
 //! depend on `rps-core`; binaries classify its errors with [`Error::exit_code`] /
@@ -24,6 +26,7 @@
 pub mod client;
 pub mod error;
 pub mod registry;
+pub mod source;
 pub mod types;
 
 pub use client::{MlflowClient, RetryPolicy, now_ms};

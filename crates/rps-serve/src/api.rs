@@ -261,7 +261,7 @@ pub struct ModelOut {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct DriftOut {
     /// Data drift: PSI of recent inputs vs the model's reference.
-    pub data: crate::drift::PsiSummary,
+    pub data: rps_monitor::drift::PsiSummary,
     /// Whether enough recent rows exist for the PSI to be meaningful.
     pub data_ready: bool,
     /// Rows needed before PSI is reported.

@@ -1,5 +1,5 @@
-//! The server's error types: [`ServeError`] for starting up and the drift command (mapped to
-//! exit codes), and [`ApiError`] for HTTP handlers (mapped to a status and a JSON body
+//! The server's error types: [`ServeError`] for starting up (mapped to exit codes), and
+//! [`ApiError`] for HTTP handlers (mapped to a status and a JSON body
 //! `{"error": <stable code>, "detail": <human text>}`).
 
 use std::path::PathBuf;
@@ -8,8 +8,9 @@ use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use rps_core::{CoreError, ExitCode};
+use rps_mlflow::source::SourceError;
 
-/// What can stop the server from starting or the drift check from finishing.
+/// What can stop the server from starting.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     /// A model package could not be loaded (missing files, corrupt weights, feature-spec
@@ -17,24 +18,10 @@ pub enum ServeError {
     #[error("cannot load the model package {}: {reason}", path.display())]
     ModelLoad { path: PathBuf, reason: String },
 
-    /// The registry has no version under the alias we were told to serve.
-    #[error(
-        "registry {registry}: model '{name}' has no version with alias '{alias}' (train and promote one first)"
-    )]
-    NoAlias {
-        registry: String,
-        name: String,
-        alias: String,
-    },
-
-    /// The registry (local directory or MLflow) failed; `code` is the registry client's
-    /// classification (4 when MLflow failed after retries, 2 for a bad name or version).
-    #[error("registry {registry}: {reason}")]
-    Registry {
-        registry: String,
-        reason: String,
-        code: ExitCode,
-    },
+    /// The model source failed: no version under the alias, the registry (local directory
+    /// or MLflow) failed, or the package directory is unreadable.
+    #[error(transparent)]
+    Source(#[from] SourceError),
 
     /// The listen address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
@@ -47,20 +34,9 @@ pub enum ServeError {
     #[error(transparent)]
     Store(Box<CoreError>),
 
-    /// A features file is missing, unreadable or too short for the drift window.
-    #[error("{key}: {reason}")]
-    Features { key: String, reason: String },
-
     /// A flag value makes no sense (e.g. a zero window).
     #[error("--{flag}: {reason}")]
     Usage { flag: &'static str, reason: String },
-
-    /// Writing a report or reading a local file failed.
-    #[error("{}: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
 
     /// The HTTP server stopped with an error.
     #[error("server error: {0}")]
@@ -71,14 +47,12 @@ impl ServeError {
     /// The process exit code for this error (DESIGN.md §3).
     pub fn exit_code(&self) -> ExitCode {
         match self {
-            ServeError::ModelLoad { .. }
-            | ServeError::NoAlias { .. }
-            | ServeError::Bind { .. }
-            | ServeError::Features { .. }
-            | ServeError::Usage { .. } => ExitCode::BadInput,
-            ServeError::Registry { code, .. } => *code,
+            ServeError::ModelLoad { .. } | ServeError::Bind { .. } | ServeError::Usage { .. } => {
+                ExitCode::BadInput
+            }
+            ServeError::Source(e) => e.exit_code(),
             ServeError::Store(e) => e.exit_code(),
-            ServeError::Io { .. } | ServeError::Server(_) => ExitCode::Internal,
+            ServeError::Server(_) => ExitCode::Internal,
         }
     }
 }

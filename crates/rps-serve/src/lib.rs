@@ -1,6 +1,7 @@
 //! rps-serve: the prediction server (axum) — next-hour forecasts with conformal intervals from
-//! the champion model, Prometheus metrics, data drift (PSI) and concept drift (Page-Hinkley),
-//! hot model reload — and the `drift` command the DAG uses to decide on retraining.
+//! the champion model, Prometheus metrics, live data drift (PSI) and concept drift
+//! (Page-Hinkley) gauges, hot model reload. The drift check the DAG uses to decide on
+//! retraining is `rps-monitor drift` (crate rps-monitor, which also owns the detectors).
 //!
 //! ```text
 //! $ rps-serve serve --store ./data --registry ./registry --model-name rps-forecaster
@@ -11,12 +12,10 @@
 //!
 //! Layout: [`startup`] builds and runs the app, [`routes`] has one file per resource,
 //! [`api`] the JSON shapes, [`validate`] the input rules, [`state`] the forecasting flow and
-//! hot reload, [`model`] model sources, [`monitor`] + [`drift`] the detectors, [`metrics`]
-//! every metric name, [`drift_check`] the DAG command.
+//! hot reload, [`model`] the loaded model (its source is [`rps_mlflow::source`]), [`monitor`]
+//! the live drift state over `rps_monitor`'s detectors, [`metrics`] every metric name.
 
 pub mod api;
-pub mod drift;
-pub mod drift_check;
 pub mod error;
 pub mod metrics;
 pub mod model;
@@ -28,9 +27,9 @@ pub mod validate;
 
 use rps_core::ExitCode;
 
-pub use drift_check::{DriftConfig, run_drift};
 pub use error::{ApiError, Result, ServeError, classify};
-pub use startup::{Application, ModelSpec, ServeConfig};
+pub use rps_mlflow::source::ModelSpec;
+pub use startup::{Application, ServeConfig};
 pub use state::{AppState, ReloadOutcome, Settings};
 
 /// Runs the server until Ctrl-C/SIGTERM, printing where to find it once it listens.

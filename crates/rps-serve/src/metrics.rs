@@ -53,7 +53,7 @@ pub const MODEL_RELOADS: &str = "rps_model_reloads_total";
 /// PSI of each model input over the recent-inputs window vs the package's reference.
 pub const FEATURE_PSI: &str = "rps_feature_psi";
 /// 1 when at least the drift share of features have a PSI above their limit
-/// ([`crate::drift::DriftRule`]).
+/// ([`rps_monitor::drift::DriftRule`]).
 pub const DATA_DRIFT: &str = "rps_data_drift";
 /// Absolute error of past forecasts once the actual close is known, USD.
 pub const FORECAST_ABS_ERROR: &str = "rps_forecast_abs_error_usd";

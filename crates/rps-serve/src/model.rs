@@ -1,14 +1,9 @@
-//! Where the served model comes from and how a package becomes a [`LoadedModel`]: a package
-//! directory (`--model-dir`) or a registry alias (`models:/<name>@<alias>`, local directory or
-//! MLflow), probed cheaply for changes and fetched only when it points somewhere new.
-
-use std::collections::hash_map::DefaultHasher;
-use std::hash::{Hash, Hasher};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+//! How a fetched package becomes the served [`LoadedModel`]. Where it comes from — a package
+//! directory or a registry alias, probed cheaply and fetched only when it points somewhere
+//! new — is [`rps_mlflow::source`], shared with the drift check.
 
 use rps_features::spec;
-use rps_mlflow::{ModelVersion, Registry};
+use rps_mlflow::source::{Candidate, FetchedPackage, ModelSource};
 use rps_model::{Forecaster, ModelMetadata};
 
 use crate::api::ModelRef;
@@ -38,8 +33,18 @@ pub struct LoadedModel {
 }
 
 impl LoadedModel {
-    /// Loads a package directory (blocking file I/O).
-    pub fn load(dir: &Path, version: Option<&str>, source: String, key: String) -> Result<Self> {
+    /// Fetches what [`ModelSource::probe`] found and loads it; a downloaded copy is deleted
+    /// once loaded (the weights live in memory).
+    pub async fn fetch(source: &ModelSource, cand: &Candidate) -> Result<Self> {
+        let package = source.fetch(cand).await?;
+        tokio::task::spawn_blocking(move || LoadedModel::load(&package))
+            .await
+            .map_err(|e| ServeError::Server(std::io::Error::other(e)))?
+    }
+
+    /// Loads a fetched package directory (blocking file I/O).
+    pub fn load(package: &FetchedPackage) -> Result<Self> {
+        let dir = package.dir();
         let mut forecaster = Forecaster::load(dir).map_err(|e| ServeError::ModelLoad {
             path: dir.to_path_buf(),
             reason: e.to_string(),
@@ -57,11 +62,7 @@ impl LoadedModel {
                 ),
             });
         }
-        let version = match version {
-            Some(v) => v.to_string(),
-            None if !meta.version.trim().is_empty() => meta.version.clone(),
-            None => format!("local-{}", &key[..key.len().min(8)]),
-        };
+        let version = package.version_label(&meta.version);
         forecaster.set_version(&version);
         let meta = forecaster.metadata();
         let psi_columns = meta
@@ -73,8 +74,8 @@ impl LoadedModel {
         Ok(LoadedModel {
             forecaster,
             version,
-            source,
-            key,
+            source: package.source.clone(),
+            key: package.key.clone(),
             loaded_at_ms: chrono::Utc::now().timestamp_millis(),
             psi_columns,
             error_scale,
@@ -123,165 +124,4 @@ fn error_scale(meta: &ModelMetadata) -> f64 {
         .map(|c| c.q);
     let std = Some(meta.scaler.target_std).filter(|s| s.is_finite() && *s > 0.0);
     by_level.or(std).unwrap_or(0.01)
-}
-
-/// Where models come from.
-#[derive(Debug)]
-pub enum ModelSource {
-    /// A package directory; a change of its files is picked up as a new model.
-    Dir(PathBuf),
-    /// A registry alias.
-    Registry {
-        /// The registry (local directory or MLflow).
-        registry: Box<Registry>,
-        /// Registered model name.
-        name: String,
-        /// Alias to follow (e.g. `champion`).
-        alias: String,
-        /// Where registry downloads are staged while loading (each deleted once loaded: the
-        /// weights live in memory).
-        cache_dir: PathBuf,
-    },
-}
-
-/// What a source points at right now.
-#[derive(Debug, Clone)]
-pub struct Candidate {
-    /// Identity: the registry version, or the directory's fingerprint.
-    pub key: String,
-    /// The registry version, when there is one.
-    pub version: Option<ModelVersion>,
-}
-
-static DOWNLOADS: AtomicU64 = AtomicU64::new(0);
-
-impl ModelSource {
-    /// For logs and `GET /model`.
-    pub fn describe(&self) -> String {
-        match self {
-            ModelSource::Dir(p) => format!("dir:{}", p.display()),
-            ModelSource::Registry { name, alias, .. } => format!("models:/{name}@{alias}"),
-        }
-    }
-
-    fn registry_err(&self, e: rps_mlflow::Error) -> ServeError {
-        let code = e.exit_code();
-        let registry = match self {
-            ModelSource::Registry { registry, .. } => registry.describe(),
-            ModelSource::Dir(_) => String::new(),
-        };
-        ServeError::Registry {
-            registry,
-            reason: e.to_string(),
-            code,
-        }
-    }
-
-    /// Finds what the source points at, without loading it.
-    pub async fn probe(&self) -> Result<Candidate> {
-        match self {
-            ModelSource::Dir(dir) => {
-                let dir = dir.clone();
-                let key = tokio::task::spawn_blocking(move || fingerprint(&dir))
-                    .await
-                    .map_err(|e| ServeError::Server(std::io::Error::other(e)))??;
-                Ok(Candidate { key, version: None })
-            }
-            ModelSource::Registry {
-                registry,
-                name,
-                alias,
-                ..
-            } => match registry.get_alias(name, alias).await {
-                Ok(Some(mv)) => Ok(Candidate {
-                    key: mv.version.clone(),
-                    version: Some(mv),
-                }),
-                Ok(None) => Err(ServeError::NoAlias {
-                    registry: registry.describe(),
-                    name: name.clone(),
-                    alias: alias.clone(),
-                }),
-                Err(e) => Err(self.registry_err(e)),
-            },
-        }
-    }
-
-    /// Loads what [`ModelSource::probe`] found (downloading it first from a registry).
-    pub async fn fetch(&self, cand: &Candidate) -> Result<LoadedModel> {
-        let source = self.describe();
-        let key = cand.key.clone();
-        // `scratch`: a downloaded copy, deleted once loaded (the weights are read into memory).
-        let (dir, version, scratch) = match (self, &cand.version) {
-            (ModelSource::Dir(dir), _) => (dir.clone(), None, None),
-            (
-                ModelSource::Registry {
-                    registry,
-                    cache_dir,
-                    name,
-                    ..
-                },
-                Some(mv),
-            ) => {
-                // A fresh directory per download, so concurrent servers sharing the cache
-                // directory never see each other's half-written files.
-                let n = DOWNLOADS.fetch_add(1, Ordering::Relaxed);
-                let safe: String = name
-                    .chars()
-                    .map(|c| {
-                        if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                            c
-                        } else {
-                            '_'
-                        }
-                    })
-                    .collect();
-                let dest =
-                    cache_dir.join(format!("{safe}-v{}-{}-{n}", mv.version, std::process::id()));
-                let downloaded = registry.download(mv, &dest).await;
-                let dir = match downloaded {
-                    Ok(dir) => dir,
-                    Err(e) => {
-                        let _ = std::fs::remove_dir_all(&dest);
-                        return Err(self.registry_err(e));
-                    }
-                };
-                (dir, Some(mv.version.clone()), Some(dest))
-            }
-            (ModelSource::Registry { .. }, None) => {
-                return Err(ServeError::Usage {
-                    flag: "alias",
-                    reason: "registry candidate without a version".into(),
-                });
-            }
-        };
-        tokio::task::spawn_blocking(move || {
-            let loaded = LoadedModel::load(&dir, version.as_deref(), source, key);
-            if let Some(scratch) = scratch
-                && let Err(e) = std::fs::remove_dir_all(&scratch)
-            {
-                tracing::warn!(dir = %scratch.display(), error = %e, "could not delete a downloaded package");
-            }
-            loaded
-        })
-        .await
-        .map_err(|e| ServeError::Server(std::io::Error::other(e)))?
-    }
-}
-
-/// A fingerprint of a package directory: its metadata text and the weights file's size and
-/// modification time (hashing the weights would cost more than the poll is worth).
-fn fingerprint(dir: &Path) -> Result<String> {
-    let io = |path: PathBuf| move |source| ServeError::Io { path, source };
-    let meta_path = dir.join(rps_model::package::METADATA_FILE);
-    let weights = dir.join(rps_model::package::WEIGHTS_FILE);
-    let text = std::fs::read(&meta_path).map_err(io(meta_path.clone()))?;
-    let w = std::fs::metadata(&weights).map_err(io(weights.clone()))?;
-    let mut h = DefaultHasher::new();
-    text.hash(&mut h);
-    w.len().hash(&mut h);
-    if let Ok(t) = w.modified() {
-        t.hash(&mut h);
-    }
-    Ok(format!("{:016x}", h.finish()))
 }

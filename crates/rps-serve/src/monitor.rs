@@ -7,9 +7,9 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::hash::Hash;
 
 use rps_features::FeatureFrame;
+use rps_monitor::drift::{InputWindow, PageHinkley, PsiSummary};
 
 use crate::api::ForecastOut;
-use crate::drift::{InputWindow, PageHinkley, PsiSummary};
 
 /// How many forecasts may wait for their actual close (a year of hours for a few coins).
 pub const MAX_PENDING: usize = 20_000;

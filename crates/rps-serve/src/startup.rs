@@ -4,7 +4,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
@@ -13,61 +13,15 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use rps_core::Store;
-use rps_mlflow::Registry;
+use rps_mlflow::source::{ModelSpec, SourceError};
 use tokio::net::TcpListener;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 
 use crate::error::{ApiError, Result, ServeError};
-use crate::model::ModelSource;
+use crate::model::LoadedModel;
 use crate::routes;
 use crate::state::{AppState, Settings};
-
-/// Which model to serve.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ModelSpec {
-    /// A package directory.
-    Dir(PathBuf),
-    /// A registry alias: `registry` is the local registry directory, used unless
-    /// `MLFLOW_TRACKING_URI` is set (then MLflow is the registry).
-    Registry {
-        /// Local registry directory.
-        registry: PathBuf,
-        /// Registered model name.
-        name: String,
-        /// Alias to serve and follow.
-        alias: String,
-    },
-}
-
-impl ModelSpec {
-    /// Opens the source (the registry client for an alias).
-    pub fn source(&self, cache_dir: &Path) -> Result<ModelSource> {
-        Ok(match self {
-            ModelSpec::Dir(d) => ModelSource::Dir(d.clone()),
-            ModelSpec::Registry {
-                registry,
-                name,
-                alias,
-            } => {
-                let reg = Registry::from_env(registry).map_err(|e| ServeError::Registry {
-                    registry: registry.display().to_string(),
-                    reason: e.to_string(),
-                    code: match e.exit_code() {
-                        rps_core::ExitCode::External => rps_core::ExitCode::External,
-                        _ => rps_core::ExitCode::BadInput,
-                    },
-                })?;
-                ModelSource::Registry {
-                    registry: Box::new(reg),
-                    name: name.clone(),
-                    alias: alias.clone(),
-                    cache_dir: cache_dir.to_path_buf(),
-                }
-            }
-        })
-    }
-}
 
 /// Everything `rps-serve serve` needs.
 #[derive(Debug, Clone)]
@@ -109,14 +63,14 @@ impl Application {
                 },
                 reason,
             })?;
-        let source = config.model.source(&config.cache_dir)?;
+        let source = config.model.open(&config.cache_dir)?;
         let model = match source.probe().await {
-            Ok(candidate) => Some(source.fetch(&candidate).await?),
-            Err(e @ ServeError::NoAlias { .. }) => {
+            Ok(candidate) => Some(LoadedModel::fetch(&source, &candidate).await?),
+            Err(e @ SourceError::NoAlias { .. }) => {
                 tracing::warn!(error = %e, "starting without a model; /ready answers 503 until one is promoted");
                 None
             }
-            Err(e) => return Err(e),
+            Err(e) => return Err(e.into()),
         };
         let store = Store::open(&config.store)?;
         let state = AppState::new(config.settings, model, source, store);
@@ -318,9 +272,4 @@ async fn json_errors(resp: Response) -> Response {
         HeaderValue::from_static("application/json"),
     );
     out
-}
-
-/// Default directory for downloaded model packages.
-pub fn default_cache_dir() -> PathBuf {
-    std::env::temp_dir().join("rps-serve-models")
 }

@@ -11,12 +11,13 @@ use bytes::Bytes;
 use rps_core::time::{HOUR_MS, fmt_ms};
 use rps_core::{Bar, Store, parquet_io};
 use rps_features::{self as features, FeatureFrame};
+use rps_mlflow::source::{ModelSource, SourceError};
+use rps_monitor::drift::{PsiSummary, psi_summary};
 
 use crate::api::{ForecastOut, IntervalOut};
-use crate::drift::{PsiSummary, psi_summary};
 use crate::error::ApiError;
 use crate::metrics::{CoinLabels, CoinLevelLabels, FeatureLabels, Metrics};
-use crate::model::{LoadedModel, ModelSource};
+use crate::model::LoadedModel;
 use crate::monitor::{Monitor, Offer, Realised};
 use crate::validate;
 
@@ -27,7 +28,7 @@ pub const EXTRA_BARS: usize = 48;
 #[derive(Debug, Clone)]
 pub struct Settings {
     /// PSI above which a feature counts as drifted (raised per feature by the package's
-    /// calibration, see [`crate::drift::DriftRule`]).
+    /// calibration, see [`rps_monitor::drift::DriftRule`]).
     pub psi_threshold: f64,
     /// Share of features that must drift for the data-drift verdict.
     pub drift_share: f64,
@@ -74,8 +75,8 @@ impl Default for Settings {
 
 impl Settings {
     /// The data-drift rule of these settings.
-    pub fn drift_rule(&self) -> crate::drift::DriftRule {
-        crate::drift::DriftRule {
+    pub fn drift_rule(&self) -> rps_monitor::drift::DriftRule {
+        rps_monitor::drift::DriftRule {
             threshold: self.psi_threshold,
             share: self.drift_share,
         }
@@ -703,7 +704,7 @@ impl AppState {
         let cand = match self.source().probe().await {
             Ok(c) => c,
             Err(e) => {
-                if matches!(e, crate::error::ServeError::NoAlias { .. }) {
+                if matches!(e, SourceError::NoAlias { .. }) {
                     tracing::debug!(error = %e, "no model to serve yet");
                 } else {
                     tracing::warn!(error = %e, "checking for a new model failed");
@@ -719,7 +720,7 @@ impl AppState {
         if lock(&self.inner.refused_key).as_deref() == Some(cand.key.as_str()) {
             return ReloadOutcome::Unchanged;
         }
-        match self.source().fetch(&cand).await {
+        match LoadedModel::fetch(self.source(), &cand).await {
             Ok(model) => {
                 let version = model.version.clone();
                 self.install(model);

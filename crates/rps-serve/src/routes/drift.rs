@@ -4,8 +4,8 @@ use axum::Json;
 use axum::extract::State;
 
 use crate::api::{ConceptOut, DriftOut};
-use crate::drift::PsiSummary;
 use crate::state::AppState;
+use rps_monitor::drift::PsiSummary;
 
 /// Data drift (PSI per feature of recent inputs vs the model's reference) and concept drift
 /// (Page-Hinkley on realised forecast errors).

@@ -5,8 +5,8 @@ use axum::Json;
 use utoipa::OpenApi;
 
 use crate::api;
-use crate::drift::PsiSummary;
 use crate::error::ErrorBody;
+use rps_monitor::drift::PsiSummary;
 
 /// The API document.
 #[derive(OpenApi, Debug)]

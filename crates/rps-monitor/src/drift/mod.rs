@@ -1,7 +1,7 @@
 //! Drift detection: data drift as per-feature PSI of recent inputs against the reference
 //! histograms stored in the model package, and concept drift as a Page-Hinkley test on the
 //! errors of past forecasts (DESIGN.md §6). The same PSI code serves the `/metrics` gauges and
-//! the `rps-serve drift` command of the DAG.
+//! the `rps-monitor drift` command of the DAG.
 
 pub mod page_hinkley;
 pub mod window;
@@ -14,7 +14,7 @@ use rps_model::{ReferenceHistogram, psi};
 pub use page_hinkley::PageHinkley;
 pub use window::InputWindow;
 
-/// The data-drift decision rule, shared by the server's gauges and `rps-serve drift`.
+/// The data-drift decision rule, shared by the server's gauges and `rps-monitor drift`.
 ///
 /// A feature has drifted when its PSI exceeds its limit: the larger of `threshold` and the
 /// PSI that 99 % of training windows of the same length stay below (the calibration stored

@@ -1,4 +1,4 @@
-//! `rps-serve drift`: the DAG's data-drift check. Computes the same PSI as the server's gauges
+//! `rps-monitor drift`: the DAG's data-drift check. Computes the same PSI as the server's gauges
 //! for the last `--window-hours` of stored features of each coin against the champion's
 //! reference histograms, writes a JSON report, and tells Airflow to branch to retraining with
 //! exit code 3 when any feature's PSI exceeds the threshold.
@@ -14,12 +14,12 @@ use rps_core::Store;
 use rps_core::storage::layout;
 use rps_core::time::{HOUR_MS, fmt_ms};
 use rps_features as features;
+use rps_mlflow::source::ModelSpec;
+use rps_model::Forecaster;
 use serde::Serialize;
 
 use crate::drift::{DriftRule, PsiSummary, psi_summary};
-use crate::error::{Result, ServeError};
-use crate::model::LoadedModel;
-use crate::startup::ModelSpec;
+use crate::error::{MonitorError, Result};
 
 /// Rows needed in the window for a PSI worth reporting.
 pub const MIN_ROWS: usize = 24;
@@ -89,25 +89,24 @@ pub struct DriftReport {
 /// Runs the check; `Ok(Quality)` when drift is detected, `Ok(Ok)` otherwise.
 pub async fn run_drift(cfg: &DriftConfig) -> Result<ExitCode> {
     if cfg.window_hours == 0 {
-        return Err(ServeError::Usage {
+        return Err(MonitorError::Usage {
             flag: "window-hours",
             reason: "must be at least 1".into(),
         });
     }
     cfg.rule
         .check()
-        .map_err(|(flag, reason)| ServeError::Usage { flag, reason })?;
-    let source = cfg.model.source(&cfg.cache_dir)?;
-    let model = source.fetch(&source.probe().await?).await?;
+        .map_err(|(flag, reason)| MonitorError::Usage { flag, reason })?;
+    let model = load_model(cfg).await?;
     let store = Store::open(&cfg.store)?;
     let mut coins = Vec::new();
     for coin in &cfg.coins {
         coins.push(check_coin(&store, coin, &model, cfg).await?);
     }
     let mut report = DriftReport {
-        model_name: model.meta().name.clone(),
-        model_version: model.version.clone(),
-        model_source: model.source.clone(),
+        model_name: model.forecaster.metadata().name.clone(),
+        model_version: model.version,
+        model_source: model.source,
         feature_spec_hash: features::spec().hash.clone(),
         window_hours: cfg.window_hours,
         threshold: cfg.rule.threshold,
@@ -168,10 +167,39 @@ pub async fn run_drift(cfg: &DriftConfig) -> Result<ExitCode> {
     })
 }
 
+/// The model compared against, and how the report names it.
+struct Model {
+    forecaster: Forecaster,
+    /// The registry version, else the package's own, else a fingerprint.
+    version: String,
+    /// `dir:<path>` or `models:/<name>@<alias>`.
+    source: String,
+}
+
+/// Resolves the spec, fetches the package and loads it (a download is deleted once loaded).
+/// `Forecaster::load` refuses a package of another feature spec than this build's.
+async fn load_model(cfg: &DriftConfig) -> Result<Model> {
+    let source = cfg.model.open(&cfg.cache_dir)?;
+    let package = source.fetch(&source.probe().await?).await?;
+    tokio::task::spawn_blocking(move || {
+        let forecaster = Forecaster::load(package.dir()).map_err(|e| MonitorError::ModelLoad {
+            path: package.dir().to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        Ok(Model {
+            version: package.version_label(&forecaster.metadata().version),
+            source: package.source.clone(),
+            forecaster,
+        })
+    })
+    .await
+    .map_err(|e| MonitorError::Task(e.to_string()))?
+}
+
 async fn check_coin(
     store: &Store,
     coin: &str,
-    model: &LoadedModel,
+    model: &Model,
     cfg: &DriftConfig,
 ) -> Result<CoinDrift> {
     let key = layout::features(coin);
@@ -179,13 +207,13 @@ async fn check_coin(
     // read_frame refuses a file computed with another feature spec than this build's, which
     // is also the model's (checked when it loaded).
     let Some(frame) = features::read_frame(store, coin).await? else {
-        return Err(ServeError::Features {
+        return Err(MonitorError::Features {
             key: at,
             reason: "no features file (run rps-transform first)".into(),
         });
     };
     let Some(newest) = frame.ts.iter().copied().max() else {
-        return Err(ServeError::Features {
+        return Err(MonitorError::Features {
             key: at,
             reason: "no rows".into(),
         });
@@ -198,7 +226,7 @@ async fn check_coin(
         .filter(|&i| frame.ts[i] >= start && frame.ts[i] <= end)
         .collect();
     if rows.len() < MIN_ROWS {
-        return Err(ServeError::Features {
+        return Err(MonitorError::Features {
             key: at,
             reason: format!(
                 "{} feature rows between {} and {}; the drift check needs at least {MIN_ROWS}",
@@ -210,7 +238,7 @@ async fn check_coin(
     }
     let span = cfg.window_hours as usize;
     let summary = psi_summary(
-        &model.meta().reference,
+        &model.forecaster.metadata().reference,
         rows.len(),
         span,
         cfg.rule,
@@ -227,17 +255,12 @@ async fn check_coin(
     })
 }
 
-/// Writes the report atomically (temp file, then rename), creating the directory.
+/// Writes the report atomically ([`rps_core::fs::write`]), creating the directory.
 fn write_report(path: &Path, report: &DriftReport) -> Result<()> {
-    let io = |source| ServeError::Io {
+    let io = |source| MonitorError::Io {
         path: path.to_path_buf(),
         source,
     };
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(io)?;
-    }
     let text = serde_json::to_string_pretty(report).map_err(|e| io(std::io::Error::other(e)))?;
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&tmp, text + "\n").map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(io)
+    rps_core::fs::write(path, (text + "\n").as_bytes()).map_err(io)
 }

@@ -1,0 +1,116 @@
+//! The flags of `rps-monitor` (flag names, RPS_* variables and defaults as the former `rps-serve drift`
+//! had them, so the DAG and scripts only changed the binary's name).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use rps_cli::{CoinList, CommonArgs};
+use rps_mlflow::source::{ModelSpec, default_cache_dir};
+use rps_monitor::{DriftConfig, DriftRule};
+
+/// RPS model monitoring: the drift check the DAG branches on.
+#[derive(Debug, Parser)]
+#[command(name = "rps-monitor", version, about)]
+pub struct Cli {
+    /// What to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Compare recent stored features with the model's training reference (PSI); exit 3 on
+    /// drift so the DAG retrains.
+    Drift(DriftArgs),
+}
+
+/// Which model's training reference to compare against.
+#[derive(Debug, Clone, Args)]
+pub struct ModelArgs {
+    /// Use this model package directory instead of a registry alias.
+    #[arg(long, env = "RPS_MODEL_DIR", conflicts_with = "registry")]
+    pub model_dir: Option<PathBuf>,
+
+    /// Local registry directory (used unless MLFLOW_TRACKING_URI is set, which selects MLflow).
+    #[arg(long, env = "RPS_REGISTRY", default_value = "./registry")]
+    pub registry: PathBuf,
+
+    /// Registered model name.
+    #[arg(long, env = "RPS_MODEL_NAME", default_value = "rps-forecaster")]
+    pub model_name: String,
+
+    /// Registry alias of the model to compare against.
+    #[arg(long, env = "RPS_ALIAS", default_value = "champion")]
+    pub alias: String,
+
+    /// Directory where a package downloaded from the registry is staged while loading (it is
+    /// deleted once loaded; default: a temp dir).
+    #[arg(long, env = "RPS_MODEL_CACHE")]
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// Flags of `rps-monitor drift`.
+#[derive(Debug, Args)]
+pub struct DriftArgs {
+    /// Store and log format.
+    #[command(flatten)]
+    pub common: CommonArgs,
+
+    /// The model.
+    #[command(flatten)]
+    pub model: ModelArgs,
+
+    /// Coins to check, comma-separated.
+    #[arg(long, env = "RPS_COINS", default_value = "BTC")]
+    pub coins: CoinList,
+
+    /// Hours of the most recent features to compare.
+    #[arg(long, env = "RPS_DRIFT_WINDOW_HOURS", default_value_t = 168)]
+    pub window_hours: u32,
+
+    /// PSI above which a feature has drifted; a package with calibration raises it per feature
+    /// to the PSI 99 % of its training windows of the same length stay below.
+    #[arg(long, env = "RPS_DRIFT_THRESHOLD", default_value_t = 0.2)]
+    pub threshold: f64,
+
+    /// Share of features (0-1] that must drift for a drift verdict (exit 3).
+    #[arg(long, env = "RPS_DRIFT_SHARE", default_value_t = 0.5)]
+    pub share: f64,
+
+    /// Where to write the JSON report.
+    #[arg(long, env = "RPS_DRIFT_REPORT", default_value = "reports/drift.json")]
+    pub report: PathBuf,
+
+    /// End of the window (exclusive, RFC 3339; Airflow's data_interval_end). Default: the
+    /// newest feature row.
+    #[arg(long, env = "RPS_DRIFT_END", value_parser = rps_core::time::parse_utc)]
+    pub end: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl DriftArgs {
+    /// The library's configuration.
+    pub fn config(self) -> DriftConfig {
+        let m = self.model;
+        DriftConfig {
+            store: self.common.store,
+            coins: self.coins.0,
+            model: match m.model_dir {
+                Some(d) => ModelSpec::Dir(d),
+                None => ModelSpec::Registry {
+                    registry: m.registry,
+                    name: m.model_name,
+                    alias: m.alias,
+                },
+            },
+            cache_dir: m.cache_dir.unwrap_or_else(default_cache_dir),
+            window_hours: self.window_hours,
+            rule: DriftRule {
+                threshold: self.threshold,
+                share: self.share,
+            },
+            report: self.report,
+            end: self.end.map(|t| t.timestamp_millis()),
+        }
+    }
+}
