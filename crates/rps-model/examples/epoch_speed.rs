@@ -6,7 +6,7 @@
 
 use std::time::Instant;
 
-use rps_model::net::{InferenceWeights, Scratch};
+use rps_model::kinds::lstm::{InferenceWeights, LstmWeights, Scratch};
 use rps_model::{FitConfig, Windows, fit};
 
 fn main() {
@@ -62,7 +62,11 @@ fn main() {
     .expect("training runs");
     let total = started.elapsed().as_secs_f64();
 
-    let inf = InferenceWeights::new(&out.weights);
+    let weights = out
+        .weights
+        .downcast_ref::<LstmWeights>()
+        .expect("the default kind is the LSTM");
+    let inf = InferenceWeights::new(weights);
     let mut scratch = Scratch::default();
     let window = &x[..steps * inputs];
     let n = 2_000;

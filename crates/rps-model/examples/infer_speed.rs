@@ -2,7 +2,7 @@
 //! `cargo run --release -p rps-model --example infer_speed -- STEPS INPUTS HIDDEN`
 use std::time::Instant;
 
-use rps_model::net::{InferenceWeights, LstmWeights, Scratch};
+use rps_model::kinds::lstm::{InferenceWeights, LstmWeights, Scratch};
 
 fn main() {
     let args: Vec<usize> = std::env::args()

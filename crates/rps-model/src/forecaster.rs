@@ -1,14 +1,15 @@
-//! Serving-side inference: load a package, check it was trained on this build's feature
-//! spec, and turn the newest `lookback` feature rows into a next-hour forecast with
-//! conformal intervals. Plain f32 Rust (no candle ops): no per-op overhead and no
-//! dependence on `RAYON_NUM_THREADS` (candle re-reads CPU info per matmul when it is unset).
+//! Serving-side inference for a model of any kind: load a package, check it was trained on
+//! this build's feature spec, and turn the newest `lookback` feature rows into a next-hour
+//! forecast with conformal intervals. The kind's serving form does the arithmetic (the
+//! LSTM's is plain f32 Rust, no candle ops: no per-op overhead and no dependence on
+//! `RAYON_NUM_THREADS`, which candle re-reads CPU info for per matmul when it is unset).
 
 use std::path::Path;
 
 use rps_core::time::HOUR_MS;
 use rps_features::{FeatureFrame, spec};
 
-use crate::net::{InferenceWeights, Scratch};
+use crate::model::Serving;
 use crate::package::{ModelMetadata, ModelPackage};
 use crate::{ModelError, Result};
 
@@ -41,7 +42,7 @@ pub struct Forecast {
 #[derive(Debug, Clone)]
 pub struct Forecaster {
     metadata: ModelMetadata,
-    weights: InferenceWeights,
+    serving: Serving,
     /// Column of each model input in the feature frame (spec order).
     columns: Vec<usize>,
 }
@@ -73,10 +74,10 @@ impl Forecaster {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        let weights = InferenceWeights::new(&pkg.weights);
+        let serving = pkg.weights.serving();
         Ok(Forecaster {
             metadata: pkg.metadata,
-            weights,
+            serving,
             columns,
         })
     }
@@ -113,9 +114,8 @@ impl Forecaster {
                 self.min_bars()
             )));
         }
-        let mut scratch = Scratch::default();
         let mut window = Vec::new();
-        let logret = self.predict_one(frame, n - 1, &mut window, &mut scratch)?;
+        let logret = self.predict_one(frame, n - 1, &mut window)?;
         let last_close = frame.close[n - 1];
         if !(last_close.is_finite() && last_close > 0.0) {
             return Err(input(format!(
@@ -146,10 +146,9 @@ impl Forecaster {
     /// Predicted log returns for the windows ending at rows `ends` of `frame` (the same
     /// computation as [`Forecaster::predict`], for evaluation and re-scoring).
     pub fn predict_logrets(&self, frame: &FeatureFrame, ends: &[usize]) -> Result<Vec<f64>> {
-        let mut scratch = Scratch::default();
         let mut window = Vec::new();
         ends.iter()
-            .map(|&e| self.predict_one(frame, e, &mut window, &mut scratch))
+            .map(|&e| self.predict_one(frame, e, &mut window))
             .collect()
     }
 
@@ -161,13 +160,7 @@ impl Forecaster {
             && frame.ts[end] - frame.ts[end + 1 - l] == (l as i64 - 1) * HOUR_MS
     }
 
-    fn predict_one(
-        &self,
-        frame: &FeatureFrame,
-        end: usize,
-        window: &mut Vec<f32>,
-        scratch: &mut Scratch,
-    ) -> Result<f64> {
+    fn predict_one(&self, frame: &FeatureFrame, end: usize, window: &mut Vec<f32>) -> Result<f64> {
         let l = self.lookback();
         if !self.window_fits(frame, end) {
             return Err(ModelError::Input {
@@ -196,7 +189,7 @@ impl Forecaster {
                 window.push(scaler.x(i, v) as f32);
             }
         }
-        let y = self.weights.predict(window, scratch);
+        let y = self.serving.forecast(window);
         Ok(scaler.y_inv(f64::from(y)))
     }
 }

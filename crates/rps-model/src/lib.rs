@@ -1,14 +1,15 @@
-//! rps-model: the forecasting model — a one-layer LSTM in candle with a fused, hand-written
-//! sequence op, its training loop, the model package format (`model.safetensors`,
+//! rps-model: the forecasting model — the model abstraction ([`ModelKind`], [`Model`]) and
+//! its kinds ([`kinds`]: a one-layer LSTM in candle with a fused, hand-written sequence op is
+//! the first), training ([`fit()`]), the model package format (`model.safetensors`,
 //! `metadata.json`, `MLmodel`), the serving-side [`Forecaster`], and drift statistics.
 
 pub mod drift;
 pub mod fit;
 pub mod forecaster;
 pub mod kernels;
-pub mod net;
+pub mod kinds;
+pub mod model;
 pub mod package;
-pub mod seq_op;
 pub mod small_gemm;
 
 use std::path::PathBuf;
@@ -16,7 +17,8 @@ use std::path::PathBuf;
 pub use drift::{ReferenceHistogram, psi, reference_histograms};
 pub use fit::{EpochStats, FitConfig, FitOutcome, Windows, fit, predict_windows};
 pub use forecaster::{Forecast, Forecaster, Interval};
-pub use net::{LstmNet, LstmWeights};
+pub use kinds::lstm::{LstmNet, LstmWeights};
+pub use model::{Kind, Model, ModelKind};
 pub use package::{ConformalQuantile, DataInfo, ModelMetadata, ModelPackage, Scaler};
 
 /// The features the model reads, by name, in this order: the stationary features of

@@ -1,6 +1,7 @@
-//! The model package: a directory with `model.safetensors` (weights, PyTorch tensor names),
-//! `metadata.json` ([`ModelMetadata`]) and `MLmodel` (so MLflow's UI shows it as a model).
-//! `rps-serve` loads exactly this; the registry stores and copies it as a unit.
+//! The model package: a directory with `model.safetensors` (the weights, written by the
+//! model's kind; the LSTM's use PyTorch tensor names), `metadata.json` ([`ModelMetadata`],
+//! which names the kind) and `MLmodel` (so MLflow's UI shows it as a model). `rps-serve`
+//! loads exactly this; the registry stores and copies it as a unit.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -8,15 +9,17 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 use crate::drift::ReferenceHistogram;
-use crate::net::LstmWeights;
-use crate::{ModelError, Result};
+use crate::model::Model;
+use crate::{ModelError, Result, kinds};
 
 /// File names inside a package directory.
 pub const WEIGHTS_FILE: &str = "model.safetensors";
 pub const METADATA_FILE: &str = "metadata.json";
 pub const MLMODEL_FILE: &str = "MLmodel";
-/// The MLflow flavor name written to `MLmodel`.
-pub const FLAVOR: &str = "rps_lstm";
+/// The MLflow flavor name written to `MLmodel` for a model kind: `rps_<kind>` (`rps_lstm`).
+pub fn flavor(kind: &str) -> String {
+    format!("rps_{kind}")
+}
 /// The metadata layout version this build writes and reads.
 pub const FORMAT_VERSION: u32 = 1;
 
@@ -112,7 +115,8 @@ pub struct ModelMetadata {
     #[serde(default)]
     pub version: String,
     pub run_id: String,
-    /// Always "lstm" for this build.
+    /// The model kind (a name in [`kinds::KINDS`]); metadata without one is an LSTM's.
+    #[serde(default = "default_kind")]
     pub kind: String,
     /// RFC 3339 UTC.
     pub created_at: String,
@@ -138,11 +142,15 @@ pub struct ModelMetadata {
     pub reference: Vec<ReferenceHistogram>,
 }
 
-/// A model in memory: metadata plus weights.
+fn default_kind() -> String {
+    kinds::DEFAULT.to_string()
+}
+
+/// A model in memory: metadata plus weights (of the kind the metadata names).
 #[derive(Debug, Clone)]
 pub struct ModelPackage {
     pub metadata: ModelMetadata,
-    pub weights: LstmWeights,
+    pub weights: Model,
 }
 
 impl ModelPackage {
@@ -223,11 +231,11 @@ impl ModelPackage {
                 ),
             });
         }
-        let weights = LstmWeights::load(
-            &dir.join(WEIGHTS_FILE),
-            metadata.inputs.len(),
-            metadata.hidden,
-        )?;
+        let kind = kinds::get(&metadata.kind).map_err(|reason| ModelError::BadPackage {
+            path: mp.clone(),
+            reason,
+        })?;
+        let weights = kind.load(&dir.join(WEIGHTS_FILE), &metadata)?;
         let pkg = ModelPackage { metadata, weights };
         pkg.check(dir)?;
         Ok(pkg)
@@ -241,11 +249,15 @@ impl ModelPackage {
                 reason,
             })
         };
-        if m.kind != "lstm" {
-            return bad(format!("model kind '{}' is not 'lstm'", m.kind));
+        if m.kind != self.weights.kind() {
+            return bad(format!(
+                "model kind '{}' does not match its weights, which are '{}'",
+                m.kind,
+                self.weights.kind()
+            ));
         }
-        if m.lookback == 0 || m.inputs.is_empty() || m.hidden == 0 {
-            return bad("lookback, inputs and hidden size must be non-empty".into());
+        if m.lookback == 0 || m.inputs.is_empty() {
+            return bad("lookback and inputs must be non-empty".into());
         }
         let n = m.inputs.len();
         if m.scaler.mean.len() != n || m.scaler.std.len() != n {
@@ -262,13 +274,10 @@ impl ModelPackage {
         {
             return bad("scaler has a non-positive standard deviation".into());
         }
-        if self.weights.inputs != n || self.weights.hidden != m.hidden {
-            return bad("weights do not match the metadata's inputs/hidden size".into());
+        match self.weights.check(m) {
+            Some(reason) => bad(reason),
+            None => Ok(()),
         }
-        if !self.weights.all_finite() {
-            return bad("weights contain non-finite values".into());
-        }
-        Ok(())
     }
 
     /// The MLflow `MLmodel` file (YAML). The flavor lists the files and the facts a reader
@@ -289,12 +298,13 @@ impl ModelPackage {
             .collect::<String>();
         format!(
             "artifact_path: model\n\
-             flavors:\n  {FLAVOR}:\n    code: null\n    data: {WEIGHTS_FILE}\n    metadata: {METADATA_FILE}\n    \
+             flavors:\n  {flavor}:\n    code: null\n    data: {WEIGHTS_FILE}\n    metadata: {METADATA_FILE}\n    \
              model_kind: {kind}\n    rps_version: {ver}\n    feature_spec_hash: '{hash}'\n    \
              feature_spec_version: {spec_ver}\n    lookback: {lookback}\n    hidden: {hidden}\n    inputs:\n{inputs}\
              model_uuid: {uuid}\n\
              run_id: '{run}'\n\
              utc_time_created: '{created}'\n",
+            flavor = flavor(&m.kind),
             kind = m.kind,
             ver = env!("CARGO_PKG_VERSION"),
             hash = m.feature_spec_hash,

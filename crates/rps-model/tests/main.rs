@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod forecaster;
+mod golden;
 mod package;
 mod training;
 

@@ -55,7 +55,7 @@ pub fn package(lookback: usize, hidden: usize) -> ModelPackage {
     };
     ModelPackage {
         metadata,
-        weights: LstmWeights::init(n, hidden, 11),
+        weights: LstmWeights::init(n, hidden, 11).into(),
     }
 }
 
@@ -128,4 +128,45 @@ fn corrupt_or_incomplete_packages_are_reported_with_their_path() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("/nonexistent/pkg/metadata.json"), "{e}");
+}
+
+#[test]
+fn a_package_without_a_kind_loads_as_an_lstm() {
+    let dir = tempfile::tempdir().unwrap();
+    let pkg = package(24, 8);
+    pkg.save(dir.path()).unwrap();
+    let p = dir.path().join("metadata.json");
+    let mut meta: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+    assert_eq!(meta["kind"], "lstm");
+    meta.as_object_mut().unwrap().remove("kind");
+    std::fs::write(&p, serde_json::to_vec(&meta).unwrap()).unwrap();
+    let back = ModelPackage::load(dir.path()).unwrap();
+    assert_eq!(back.metadata.kind, "lstm");
+    assert_eq!(back.weights.kind(), "lstm");
+    assert_eq!(back.weights, pkg.weights);
+    Forecaster::load(dir.path()).unwrap();
+}
+
+#[test]
+fn a_package_of_an_unknown_kind_is_refused_naming_the_known_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    package(24, 8).save(dir.path()).unwrap();
+    let p = dir.path().join("metadata.json");
+    let mut meta: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+    meta["kind"] = "prophet".into();
+    std::fs::write(&p, serde_json::to_vec(&meta).unwrap()).unwrap();
+    match ModelPackage::load(dir.path()) {
+        Err(ModelError::BadPackage { reason, .. }) => {
+            assert!(
+                reason.contains("'prophet'") && reason.contains("lstm"),
+                "{reason}"
+            )
+        }
+        other => panic!("expected a bad package, got {other:?}"),
+    }
+    // Metadata that names another kind than its weights is refused before anything is written.
+    let mut pkg = package(24, 8);
+    pkg.metadata.kind = "prophet".into();
+    let e = pkg.save(&dir.path().join("other")).unwrap_err().to_string();
+    assert!(e.contains("does not match its weights"), "{e}");
 }

@@ -68,6 +68,8 @@ pub struct Config {
     pub model_name: String,
     pub experiment: String,
     pub run_name: Option<String>,
+    /// The model kind to train (a name in `rps_model::kinds::KINDS`).
+    pub model_kind: String,
     pub epochs: usize,
     pub hidden: usize,
     pub lookback: usize,
@@ -207,6 +209,9 @@ impl Config {
         if self.lookback < 2 || self.hidden == 0 || self.epochs == 0 || self.batch_size == 0 {
             return bad("--lookback must be >= 2 and --hidden, --epochs, --batch-size > 0".into());
         }
+        if let Err(reason) = rps_model::kinds::get(&self.model_kind) {
+            return bad(format!("--model-kind: {reason}"));
+        }
         if !(self.lr.is_finite() && self.lr > 0.0) {
             return bad(format!("--lr {} must be a positive number", self.lr));
         }
@@ -227,6 +232,7 @@ impl Config {
 
     fn fit_config(&self) -> FitConfig {
         FitConfig {
+            kind: self.model_kind.clone(),
             hidden: self.hidden,
             epochs: self.epochs,
             batch_size: self.batch_size,
@@ -241,7 +247,7 @@ impl Config {
     fn params(&self, prep: &Prepared) -> Vec<(String, String)> {
         let s = &prep.splits;
         let mut p: Vec<(&str, String)> = vec![
-            ("model_kind", "lstm".into()),
+            ("model_kind", self.model_kind.clone()),
             ("coins", self.coins.join(",")),
             ("epochs", self.epochs.to_string()),
             ("hidden", self.hidden.to_string()),
@@ -448,7 +454,7 @@ async fn tracked(
         name: cfg.model_name.clone(),
         version: String::new(),
         run_id: run.run_id.clone(),
-        kind: "lstm".into(),
+        kind: cfg.model_kind.clone(),
         created_at: created_at.clone(),
         feature_spec_hash: spec().hash.clone(),
         feature_spec_version: spec().version,

@@ -38,6 +38,10 @@ struct Args {
     #[arg(long, env = "RPS_RUN_NAME")]
     run_name: Option<String>,
 
+    /// Model kind to train (a kind registered in rps-model; `lstm` is the first).
+    #[arg(long, env = "RPS_MODEL_KIND", default_value = rps_model::kinds::DEFAULT)]
+    model_kind: String,
+
     /// Maximum training epochs (early stopping may end sooner).
     #[arg(long, env = "RPS_EPOCHS", default_value_t = 30)]
     epochs: usize,
@@ -144,6 +148,7 @@ fn main() -> std::process::ExitCode {
         model_name: args.model_name,
         experiment: args.experiment,
         run_name: args.run_name,
+        model_kind: args.model_kind,
         epochs: args.epochs,
         hidden: args.hidden,
         lookback: args.lookback,

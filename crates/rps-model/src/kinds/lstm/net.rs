@@ -10,7 +10,7 @@ use candle_core::{DType, Device, Tensor, Var};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::seq_op::LstmSeq;
+use super::seq_op::LstmSeq;
 use crate::small_gemm::{Init, Packed, Src, gemm};
 use crate::{ModelError, Result, kernels};
 

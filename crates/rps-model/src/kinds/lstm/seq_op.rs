@@ -593,7 +593,7 @@ mod tests {
     use candle_nn::rnn::{LSTM, LSTMConfig, RNN};
     use candle_nn::{VarBuilder, VarMap};
 
-    use crate::net::{LstmNet, LstmWeights, names};
+    use crate::kinds::lstm::net::{LstmNet, LstmWeights, names};
 
     /// The reference: candle-nn's own LSTM (ordinary autograd ops) with the same weights.
     fn reference(w: &LstmWeights, x: &Tensor) -> (Tensor, Vec<Var>) {
@@ -700,8 +700,8 @@ mod tests {
         let b = net.forward(&x, false).unwrap();
         assert!(max_abs_diff(&a, &b) < 1e-6);
         // And the batch-1 plain-Rust path agrees with the batched op.
-        let inf = crate::net::InferenceWeights::new(&w);
-        let mut scratch = crate::net::Scratch::default();
+        let inf = crate::kinds::lstm::net::InferenceWeights::new(&w);
+        let mut scratch = crate::kinds::lstm::net::Scratch::default();
         let a = a.to_vec1::<f32>().unwrap();
         for (i, window) in xs.chunks(6 * 3).enumerate() {
             assert!((inf.predict(window, &mut scratch) - a[i]).abs() < 1e-5);
