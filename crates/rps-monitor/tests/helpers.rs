@@ -71,6 +71,7 @@ fn train_fixture() -> Fixture {
         model_name: MODEL_NAME.into(),
         experiment: "rps-monitor-tests".into(),
         run_name: Some("fixture".into()),
+        model_kind: rps_model::kinds::DEFAULT.into(),
         epochs: 2,
         hidden: 8,
         lookback,
