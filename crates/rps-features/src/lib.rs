@@ -45,8 +45,8 @@ pub use file::{
 };
 pub use frame::{FeatureBlock, FeatureFrame};
 pub use spec::{
-    FEATURES, FeatureDef, FeatureSpec, Kind, SPEC_VERSION, TARGET_CLOSE, TARGET_LOGRET, meta, spec,
-    spec_metadata,
+    FEATURES, FeatureDef, FeatureSpec, Kind, MODEL_INPUTS, SPEC_VERSION, TARGET_CLOSE,
+    TARGET_LOGRET, meta, spec, spec_metadata,
 };
 
 /// Bars for the unit tests of the modules.

@@ -82,6 +82,25 @@ impl Kind {
     }
 }
 
+impl Kind {
+    /// Whether forecasters read this feature: the stationary ones (log returns, ratios,
+    /// calendar cycles), not price levels (`lag_1`, `rolling_mean_*`) or the raw hour number,
+    /// so that one fitted model carries across price regimes.
+    pub const fn is_model_input(self) -> bool {
+        !matches!(self, Kind::Lag1Close | Kind::CloseMean(_) | Kind::Hour)
+    }
+}
+
+/// The features forecasters read, by name, in table order: every [`FEATURES`] row whose
+/// kind [`Kind::is_model_input`]. Derived from the table, never listed by hand.
+pub static MODEL_INPUTS: LazyLock<Vec<&'static str>> = LazyLock::new(|| {
+    FEATURES
+        .iter()
+        .filter(|d| d.kind.is_model_input())
+        .map(|d| d.name)
+        .collect()
+});
+
 /// One row of the feature table.
 #[derive(Debug, Clone, Copy)]
 pub struct FeatureDef {
@@ -207,6 +226,19 @@ pub fn spec_metadata() -> Vec<(String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn model_inputs_are_the_stationary_features_in_table_order() {
+        assert_eq!(MODEL_INPUTS.len(), FEATURES.len() - 3);
+        assert_eq!(MODEL_INPUTS[0], "logret");
+        assert_eq!(*MODEL_INPUTS.last().unwrap(), "dow_cos");
+        for price_level in ["lag_1", "rolling_mean_5", "hour"] {
+            assert!(!MODEL_INPUTS.contains(&price_level));
+        }
+        let sp = spec();
+        let idx: Vec<usize> = MODEL_INPUTS.iter().map(|n| sp.index(n).unwrap()).collect();
+        assert!(idx.windows(2).all(|w| w[0] < w[1]), "table order");
+    }
 
     #[test]
     fn the_spec_hash_is_stable_and_the_warmup_is_the_longest_window() {

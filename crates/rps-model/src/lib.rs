@@ -21,50 +21,9 @@ pub use kinds::lstm::{LstmNet, LstmWeights};
 pub use model::{Kind, Model, ModelKind};
 pub use package::{ConformalQuantile, DataInfo, ModelMetadata, ModelPackage, Scaler};
 
-/// The features the model reads, by name, in this order: the stationary features of
-/// `rps_features` (log returns and ratios, not price levels, so one fitted model
-/// carries across price regimes).
-pub const MODEL_INPUTS: &[&str] = &[
-    "logret",
-    "logret_lag_1",
-    "logret_lag_2",
-    "logret_lag_3",
-    "logret_lag_4",
-    "logret_lag_5",
-    "logret_lag_6",
-    "logret_lag_7",
-    "logret_lag_8",
-    "logret_lag_9",
-    "logret_lag_10",
-    "logret_lag_11",
-    "logret_lag_12",
-    "logret_lag_13",
-    "logret_lag_14",
-    "logret_lag_15",
-    "logret_lag_16",
-    "logret_lag_17",
-    "logret_lag_18",
-    "logret_lag_19",
-    "logret_lag_20",
-    "logret_lag_21",
-    "logret_lag_22",
-    "logret_lag_23",
-    "logret_lag_24",
-    "logret_mean_6",
-    "logret_mean_24",
-    "logret_mean_168",
-    "logret_std_6",
-    "logret_std_24",
-    "logret_std_168",
-    "close_rel_mean_24",
-    "close_rel_mean_168",
-    "range_rel",
-    "volume_z_168",
-    "hour_sin",
-    "hour_cos",
-    "dow_sin",
-    "dow_cos",
-];
+/// The features the model reads, by name, in this order: derived from the feature table
+/// (`rps_features::Kind::is_model_input`: the stationary features, not price levels).
+pub use rps_features::MODEL_INPUTS;
 
 /// Result alias for rps-model.
 pub type Result<T, E = ModelError> = std::result::Result<T, E>;

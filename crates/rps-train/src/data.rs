@@ -111,7 +111,7 @@ pub fn prepare(
             .iter()
             .map(|n| {
                 sp.index(n).ok_or_else(|| TrainError::Usage(format!(
-                "model input '{n}' is not in feature spec {} (rps-core and rps-model disagree)",
+                "model input '{n}' is not in feature spec {} (a bug: the inputs are derived from the spec)",
                 sp.hash
             )))
             })
@@ -196,7 +196,7 @@ pub fn prepare(
         &splits.train,
         lookback,
     );
-    let reference = reference_histograms(MODEL_INPUTS, &train_cols, 10);
+    let reference = reference_histograms(&MODEL_INPUTS, &train_cols, 10);
     let digest = digest(&frames);
     Ok(Prepared {
         frames,
