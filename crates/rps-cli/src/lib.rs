@@ -1,6 +1,6 @@
 //! rps-cli: what the stage binaries share and libraries must not pull in — the common flags
 //! (`--store`, `--log-format`), the one `--coins` argument type, the tracing subscriber, and
-//! the mapping of an error chain to a one-line message and an exit code (DESIGN.md §3).
+//! the mapping of an error chain to a one-line message and an exit code (crates/rps-core/src/exit.rs).
 //!
 //! Only `main.rs` files depend on this crate (clap, anyhow and tracing-subscriber stay out
 //! of the libraries).

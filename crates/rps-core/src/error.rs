@@ -44,7 +44,7 @@ pub enum CoreError {
 }
 
 impl CoreError {
-    /// The process exit code this error maps to (DESIGN.md §3).
+    /// The process exit code this error maps to (crates/rps-core/src/exit.rs).
     pub fn exit_code(&self) -> ExitCode {
         match self {
             CoreError::BadLocation { .. } | CoreError::BadFile { .. } => ExitCode::BadInput,

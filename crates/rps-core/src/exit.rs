@@ -1,4 +1,4 @@
-//! The exit-code contract of every stage (DESIGN.md §3).
+//! The exit-code contract of every stage: what each code means to a caller (Airflow, DVC, a shell).
 
 /// Process exit codes shared by all stages. 99 is never used: Airflow reads it as "skip".
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

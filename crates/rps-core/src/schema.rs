@@ -1,4 +1,4 @@
-//! The raw-bar contract (DESIGN.md §3): one row per coin per UTC hour, primary key
+//! The raw-bar contract (crates/rps-core/src/exit.rs): one row per coin per UTC hour, primary key
 //! (`coin`, `ts`), and its Arrow schema.
 
 use std::sync::{Arc, LazyLock};

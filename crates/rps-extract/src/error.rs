@@ -1,5 +1,5 @@
 //! The errors of the extract stage, each naming the file, row, field, endpoint or variable it
-//! concerns, and the exit code (DESIGN.md §3) each maps to.
+//! concerns, and the exit code (crates/rps-core/src/exit.rs) each maps to.
 
 use rps_core::{CoreError, ExitCode};
 

@@ -1,6 +1,6 @@
 //! rps-extract binary: parses flags ([`args::Cli`]), starts tracing, runs
 //! [`rps_extract::run`], prints the one-line summary on stdout and maps errors to the exit
-//! codes of DESIGN.md §3.
+//! codes of `rps_core::ExitCode`.
 
 mod args;
 

@@ -1,4 +1,4 @@
-//! Resampling of price observations into UTC-hour OHLC bars (DESIGN.md §3): open = first,
+//! Resampling of price observations into UTC-hour OHLC bars (crates/rps-core/src/exit.rs): open = first,
 //! high = max, low = min, close = last, points = count. An hour without an observation is a
 //! gap and produces no bar; nothing is interpolated.
 

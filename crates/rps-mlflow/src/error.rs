@@ -10,7 +10,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// Everything that can go wrong talking to MLflow or to the local registry directory.
 ///
 /// Binaries map it to an exit code with [`Error::exit_code`], the shared
-/// [`rps_core::ExitCode`] of DESIGN.md §3.
+/// [`rps_core::ExitCode`] of `rps_core::ExitCode`.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The server could not be reached, timed out or kept answering 5xx until the retry
@@ -124,7 +124,7 @@ impl Error {
         }
     }
 
-    /// The exit code a binary should use for this error, as in DESIGN.md §3:
+    /// The exit code a binary should use for this error, as `rps_core::ExitCode` defines them:
     /// 4 external service failed after retries, 2 bad usage or input (unknown model,
     /// version or alias, malformed URI or argument, bad configuration), 1 anything else
     /// (an internal bug such as a NaN metric or a request the server refused as malformed).

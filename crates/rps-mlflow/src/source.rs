@@ -132,7 +132,7 @@ pub enum SourceError {
 }
 
 impl SourceError {
-    /// The process exit code for this error (DESIGN.md §3): 2 for a missing alias or a
+    /// The process exit code for this error (crates/rps-core/src/exit.rs): 2 for a missing alias or a
     /// bad registry argument, 4 when MLflow failed after retries, 1 for unreadable files.
     pub fn exit_code(&self) -> ExitCode {
         match self {

@@ -1,4 +1,4 @@
-//! The one error type of the monitoring library, and its exit codes (DESIGN.md §3).
+//! The one error type of the monitoring library, and its exit codes (crates/rps-core/src/exit.rs).
 
 use std::path::PathBuf;
 

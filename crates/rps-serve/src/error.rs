@@ -44,7 +44,7 @@ pub enum ServeError {
 }
 
 impl ServeError {
-    /// The process exit code for this error (DESIGN.md §3).
+    /// The process exit code for this error (crates/rps-core/src/exit.rs).
     pub fn exit_code(&self) -> ExitCode {
         match self {
             ServeError::ModelLoad { .. } | ServeError::Bind { .. } | ServeError::Usage { .. } => {

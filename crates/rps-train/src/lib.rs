@@ -159,7 +159,7 @@ impl From<rps_mlflow::Error> for TrainError {
 }
 
 impl TrainError {
-    /// The process exit code (DESIGN.md §3).
+    /// The process exit code (crates/rps-core/src/exit.rs).
     pub fn exit_code(&self) -> ExitCode {
         match self {
             TrainError::Usage(_)

@@ -73,7 +73,7 @@ impl From<CoreError> for TransformError {
 }
 
 impl TransformError {
-    /// Exit code per DESIGN.md §3.
+    /// Exit code per `rps_core::ExitCode`.
     pub fn exit_code(&self) -> ExitCode {
         match self {
             TransformError::Core(e) => e.exit_code(),

@@ -1,5 +1,5 @@
 //! rps-transform binary: parses flags, starts tracing, runs [`rps_transform::run`], prints a
-//! one-line result on stdout and maps errors to the exit codes of DESIGN.md §3.
+//! one-line result on stdout and maps errors to the exit codes of `rps_core::ExitCode`.
 
 use std::path::PathBuf;
 

@@ -141,7 +141,7 @@ impl From<CoreError> for ValidateError {
 }
 
 impl ValidateError {
-    /// The exit code of this error (DESIGN.md §3).
+    /// The exit code of this error (crates/rps-core/src/exit.rs).
     pub fn exit_code(&self) -> ExitCode {
         match self {
             ValidateError::Read { source, .. } | ValidateError::Store(source) => source.exit_code(),

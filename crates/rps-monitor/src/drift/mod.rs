@@ -1,6 +1,6 @@
 //! Drift detection: data drift as per-feature PSI of recent inputs against the reference
 //! histograms stored in the model package, and concept drift as a Page-Hinkley test on the
-//! errors of past forecasts (DESIGN.md §6). The same PSI code serves the `/metrics` gauges and
+//! errors of past forecasts (ARCHITECTURE.md, rps-monitor). The same PSI code serves the `/metrics` gauges and
 //! the `rps-monitor drift` command of the DAG.
 
 pub mod page_hinkley;
