@@ -9,8 +9,12 @@
 
 pub mod args;
 pub mod exit;
+#[cfg(feature = "model")]
+pub mod model;
 pub mod telemetry;
 
 pub use args::{CoinList, CommonArgs};
 pub use exit::finish;
+#[cfg(feature = "model")]
+pub use model::ModelArgs;
 pub use telemetry::LogFormat;

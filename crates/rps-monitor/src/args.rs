@@ -4,8 +4,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
-use rps_cli::{CoinList, CommonArgs};
-use rps_mlflow::source::{ModelSpec, default_cache_dir};
+use rps_cli::{CoinList, CommonArgs, ModelArgs};
 use rps_monitor::{DriftConfig, DriftRule};
 
 /// RPS model monitoring: the drift check the DAG branches on.
@@ -23,31 +22,6 @@ pub enum Command {
     /// Compare recent stored features with the model's training reference (PSI); exit 3 on
     /// drift so the DAG retrains.
     Drift(DriftArgs),
-}
-
-/// Which model's training reference to compare against.
-#[derive(Debug, Clone, Args)]
-pub struct ModelArgs {
-    /// Use this model package directory instead of a registry alias.
-    #[arg(long, env = "RPS_MODEL_DIR", conflicts_with = "registry")]
-    pub model_dir: Option<PathBuf>,
-
-    /// Local registry directory (used unless MLFLOW_TRACKING_URI is set, which selects MLflow).
-    #[arg(long, env = "RPS_REGISTRY", default_value = "./registry")]
-    pub registry: PathBuf,
-
-    /// Registered model name.
-    #[arg(long, env = "RPS_MODEL_NAME", default_value = "rps-forecaster")]
-    pub model_name: String,
-
-    /// Registry alias of the model to compare against.
-    #[arg(long, env = "RPS_ALIAS", default_value = "champion")]
-    pub alias: String,
-
-    /// Directory where a package downloaded from the registry is staged while loading (it is
-    /// deleted once loaded; default: a temp dir).
-    #[arg(long, env = "RPS_MODEL_CACHE")]
-    pub cache_dir: Option<PathBuf>,
 }
 
 /// Flags of `rps-monitor drift`.
@@ -91,19 +65,12 @@ pub struct DriftArgs {
 impl DriftArgs {
     /// The library's configuration.
     pub fn config(self) -> DriftConfig {
-        let m = self.model;
+        let (model, cache_dir) = self.model.into_spec();
         DriftConfig {
             store: self.common.store,
             coins: self.coins.0,
-            model: match m.model_dir {
-                Some(d) => ModelSpec::Dir(d),
-                None => ModelSpec::Registry {
-                    registry: m.registry,
-                    name: m.model_name,
-                    alias: m.alias,
-                },
-            },
-            cache_dir: m.cache_dir.unwrap_or_else(default_cache_dir),
+            model,
+            cache_dir,
             window_hours: self.window_hours,
             rule: DriftRule {
                 threshold: self.threshold,

@@ -1,12 +1,10 @@
 //! The flags of `rps-serve serve`.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use rps_cli::CommonArgs;
-use rps_mlflow::source::default_cache_dir;
-use rps_serve::{ModelSpec, ServeConfig, Settings};
+use rps_cli::{CommonArgs, ModelArgs};
+use rps_serve::{ServeConfig, Settings};
 
 /// RPS prediction server.
 #[derive(Debug, Parser)]
@@ -22,32 +20,6 @@ pub struct Cli {
 pub enum Command {
     /// Serve forecasts over HTTP (page at /, API at /openapi.json, metrics at /metrics).
     Serve(ServeArgs),
-}
-
-/// Where the model comes from.
-#[derive(Debug, Clone, Args)]
-pub struct ModelArgs {
-    /// Serve this model package directory instead of a registry alias (its changes are
-    /// picked up by the reload poll).
-    #[arg(long, env = "RPS_MODEL_DIR", conflicts_with = "registry")]
-    pub model_dir: Option<PathBuf>,
-
-    /// Local registry directory (used unless MLFLOW_TRACKING_URI is set, which selects MLflow).
-    #[arg(long, env = "RPS_REGISTRY", default_value = "./registry")]
-    pub registry: PathBuf,
-
-    /// Registered model name.
-    #[arg(long, env = "RPS_MODEL_NAME", default_value = "rps-forecaster")]
-    pub model_name: String,
-
-    /// Registry alias to serve and follow.
-    #[arg(long, env = "RPS_ALIAS", default_value = "champion")]
-    pub alias: String,
-
-    /// Directory where packages downloaded from the registry are staged while loading (each
-    /// is deleted once loaded; default: a temp dir).
-    #[arg(long, env = "RPS_MODEL_CACHE")]
-    pub cache_dir: Option<PathBuf>,
 }
 
 /// Flags of `rps-serve serve`.
@@ -115,19 +87,12 @@ pub struct ServeArgs {
 impl ServeArgs {
     /// The library's configuration.
     pub fn config(self) -> ServeConfig {
-        let m = self.model;
+        let (model, cache_dir) = self.model.into_spec();
         ServeConfig {
             addr: self.addr,
             store: self.common.store,
-            model: match m.model_dir {
-                Some(d) => ModelSpec::Dir(d),
-                None => ModelSpec::Registry {
-                    registry: m.registry,
-                    name: m.model_name,
-                    alias: m.alias,
-                },
-            },
-            cache_dir: m.cache_dir.unwrap_or_else(default_cache_dir),
+            model,
+            cache_dir,
             settings: Settings {
                 psi_threshold: self.psi_threshold,
                 drift_share: self.drift_share,
