@@ -119,7 +119,7 @@ pub async fn read_bars(store: &Store, coin: &str) -> Result<Vec<Bar>> {
 /// `raw/<COIN>.parquet` are that coin and the caller knows it, and one small string per
 /// bar was a tenth of a transform's CPU time (allocation and freeing).
 ///
-/// The file is decoded [`BARS_BATCH_ROWS`] rows at a time, each batch turned into bars and
+/// The file is decoded `BARS_BATCH_ROWS` rows at a time, each batch turned into bars and
 /// dropped before the next: only one batch of Arrow arrays is held, not the whole file's.
 pub async fn read_bars_here(store: &Store, coin: &str) -> Result<Vec<Bar>> {
     let key = layout::raw(coin);

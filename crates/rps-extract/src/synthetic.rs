@@ -7,7 +7,7 @@
 //! price stays in a plausible range over years. The unconditional hourly log-return standard
 //! deviation is about 0.8 % (the real BTC file has 0.82 %). Volume rises with volatility and
 //! with the size of the hour's move, and has a daily rhythm. The ticks are resampled into
-//! hourly bars by [`crate::resample`], so `points` is 12.
+//! hourly bars by [`crate::resample()`], so `points` is 12.
 //!
 //! The path is one deterministic function of (seed, coin) that starts at [`ORIGIN_MS`]:
 //! any window is cut from the same path, so overlapping runs agree hour for hour and

@@ -1,4 +1,4 @@
-//! The feature engine: the one implementation of the formulas of [`crate::spec`], turning
+//! The feature engine: the one implementation of the formulas of [`mod@crate::spec`], turning
 //! hourly bars into feature rows — all at once into a [`FeatureFrame`] ([`compute`], which
 //! rps-serve also runs on the bars of one prediction), or a bounded [`FeatureBlock`] at a
 //! time ([`Blocks`], which rps-transform streams to files). See the crate docs for rows,

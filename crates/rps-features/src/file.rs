@@ -434,7 +434,7 @@ pub fn write_frame_to<W: std::io::Write + Send>(
 /// Computes the features of `coin` block by block (`blocks`, over its bars) and writes
 /// each block as one row group into `out` straight away, so no more than one block of
 /// features is held. `block` is the (reused) buffer; `each` sees every block before it is
-/// written. Same bytes as [`write_frame_to`] of [`compute`]`(coin, bars)`.
+/// written. Same bytes as [`write_frame_to`] of [`crate::compute`]`(coin, bars)`.
 pub fn write_blocks_to<W: std::io::Write + Send>(
     coin: &str,
     mut blocks: Blocks<'_>,

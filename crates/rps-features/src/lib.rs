@@ -25,10 +25,10 @@
 //! another spec refuses to serve.
 //!
 //! # Modules
-//! - [`spec`]: the feature table, kinds, version and hash;
+//! - [`mod@spec`]: the feature table, kinds, version and hash;
 //! - [`engine`]: computing features over bars (whole, by blocks, or for one prediction);
 //! - [`frame`]: the in-memory feature frame and block;
-//! - [`file`]: Parquet read/write of feature files.
+//! - [`mod@file`]: Parquet read/write of feature files.
 //!
 //! Everything public is also re-exported at the crate root (`rps_features::compute`,
 //! `rps_features::FEATURES`, ...), the paths the other crates use.

@@ -145,7 +145,7 @@ const HTTP_BUCKETS: [f64; 17] = [
     2.5, 5.0, 10.0,
 ];
 
-/// A histogram family whose series all use [`HTTP_BUCKETS`].
+/// A histogram family whose series all use `HTTP_BUCKETS`.
 pub type RouteHistograms = Family<RouteLabels, Histogram, fn() -> Histogram>;
 
 fn http_histogram() -> Histogram {
