@@ -11,36 +11,59 @@ pub type Result<T, E = CoreError> = std::result::Result<T, E>;
 pub enum CoreError {
     /// The store location could not be understood (`--store`).
     #[error("invalid store location '{location}': {reason}")]
-    BadLocation { location: String, reason: String },
+    BadLocation {
+        /// The location as given.
+        location: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// The store could not be created or written (local permissions, missing bucket…).
     #[error("store {location}: cannot write '{key}': {source}")]
     Write {
+        /// The store's location.
         location: String,
+        /// The key being written.
         key: String,
+        /// The storage error.
         #[source]
         source: Box<object_store::Error>,
     },
     /// The store could not be read.
     #[error("store {location}: cannot read '{key}': {source}")]
     Read {
+        /// The store's location.
         location: String,
+        /// The key being read.
         key: String,
+        /// The storage error.
         #[source]
         source: Box<object_store::Error>,
     },
     /// A local directory could not be created.
     #[error("store {location}: {source}")]
     Io {
+        /// The store's location.
         location: String,
+        /// The I/O error.
         #[source]
         source: std::io::Error,
     },
     /// A Parquet file did not decode or did not have the expected schema.
     #[error("{key}: {reason}")]
-    BadFile { key: String, reason: String },
+    BadFile {
+        /// The file's key in the store.
+        key: String,
+        /// What did not decode or match.
+        reason: String,
+    },
     /// Arrow/Parquet encoding failed (a bug or resource exhaustion, not bad input).
     #[error("encoding {key}: {reason}")]
-    Encode { key: String, reason: String },
+    Encode {
+        /// The key being encoded.
+        key: String,
+        /// The encoder's message.
+        reason: String,
+    },
 }
 
 impl CoreError {

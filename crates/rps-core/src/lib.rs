@@ -3,6 +3,8 @@
 //! retry policy of the API clients. No flags, no logging setup, no test helpers: those live in
 //! `rps-cli` and `rps-testkit`.
 
+#![deny(missing_docs)]
+
 pub mod error;
 pub mod exit;
 pub mod fs;

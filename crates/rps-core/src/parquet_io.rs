@@ -46,8 +46,11 @@ pub fn encode(
 /// A decoded Parquet file: its batches and footer key/value metadata.
 #[derive(Debug)]
 pub struct Decoded {
+    /// The file's Arrow schema.
     pub schema: SchemaRef,
+    /// Its rows, batch by batch.
     pub batches: Vec<RecordBatch>,
+    /// The key-value metadata of its footer, in file order.
     pub metadata: Vec<(String, String)>,
 }
 

@@ -52,11 +52,17 @@ impl std::fmt::Display for Source {
 /// One hourly OHLC bar of one coin. `ts` is the hour's open time, ms since the epoch (UTC).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Bar {
+    /// The hour's open time, ms since the epoch (UTC), on a whole hour.
     pub ts: i64,
+    /// Coin code (`BTC`).
     pub coin: String,
+    /// First price of the hour (USD).
     pub open: f64,
+    /// Highest price of the hour (USD).
     pub high: f64,
+    /// Lowest price of the hour (USD).
     pub low: f64,
+    /// Last price of the hour (USD).
     pub close: f64,
     /// Traded volume in USD, if known.
     pub volume: Option<f64>,
@@ -64,6 +70,7 @@ pub struct Bar {
     pub cap: Option<f64>,
     /// How many price observations built the bar (0 for imported bars).
     pub points: u32,
+    /// Where the bar came from.
     pub source: Source,
     /// When this row was written (ms since the epoch).
     pub ingested_at: i64,
@@ -227,7 +234,9 @@ pub fn merge_bars(existing: Vec<Bar>, new: Vec<Bar>) -> (Vec<Bar>, MergeStats) {
 /// Counts from [`merge_bars`].
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct MergeStats {
+    /// Rows whose key was not stored before.
     pub inserted: usize,
+    /// Stored rows replaced by a row with the same key.
     pub replaced: usize,
 }
 

@@ -9,6 +9,7 @@ use crate::spec::{FEATURES, TARGET_CLOSE, TARGET_LOGRET, spec};
 /// Feature rows of one coin, row-major, with targets and the drop counts.
 #[derive(Debug, Clone, Default)]
 pub struct FeatureFrame {
+    /// Coin code.
     pub coin: String,
     /// Hour open of each row (ms UTC), ascending.
     pub ts: Vec<i64>,
@@ -20,8 +21,11 @@ pub struct FeatureFrame {
     pub target_logret_1h: Vec<f64>,
     /// `close[t+1]`; NaN likewise.
     pub target_close_1h: Vec<f64>,
+    /// Bars read.
     pub rows_in: usize,
+    /// Rows not emitted because their window spans a gap or an unusable bar.
     pub dropped_gap: usize,
+    /// Rows not emitted because their window reaches before the first bar.
     pub dropped_warmup: usize,
 }
 

@@ -33,6 +33,8 @@
 //! Everything public is also re-exported at the crate root (`rps_features::compute`,
 //! `rps_features::FEATURES`, ...), the paths the other crates use.
 
+#![deny(missing_docs)]
+
 pub mod engine;
 pub mod file;
 pub mod frame;

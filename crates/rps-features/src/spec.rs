@@ -104,7 +104,9 @@ pub static MODEL_INPUTS: LazyLock<Vec<&'static str>> = LazyLock::new(|| {
 /// One row of the feature table.
 #[derive(Debug, Clone, Copy)]
 pub struct FeatureDef {
+    /// Column name in feature files.
     pub name: &'static str,
+    /// Its formula and window.
     pub kind: Kind,
 }
 
@@ -163,6 +165,7 @@ pub static FEATURES: &[FeatureDef] = &[
 /// The feature spec as data: what a model package records and checks.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct FeatureSpec {
+    /// [`SPEC_VERSION`] of the build that made it.
     pub version: u32,
     /// Feature names in column order.
     pub names: Vec<String>,

@@ -11,12 +11,22 @@ use rps_mlflow::source::SourceError;
 pub enum MonitorError {
     /// A flag value makes no sense (e.g. a zero window, a share outside (0, 1]).
     #[error("--{flag}: {reason}")]
-    Usage { flag: &'static str, reason: String },
+    Usage {
+        /// The flag, without its dashes.
+        flag: &'static str,
+        /// Why its value is refused.
+        reason: String,
+    },
 
     /// The model package could not be loaded (missing files, corrupt weights, feature-spec
     /// mismatch with this binary's feature code).
     #[error("cannot load the model package {}: {reason}", path.display())]
-    ModelLoad { path: PathBuf, reason: String },
+    ModelLoad {
+        /// The package directory.
+        path: PathBuf,
+        /// Why it was refused.
+        reason: String,
+    },
 
     /// The model source failed: no version under the alias, the registry (local directory
     /// or MLflow) failed, or the package directory is unreadable.
@@ -29,12 +39,19 @@ pub enum MonitorError {
 
     /// A features file is missing, unreadable or too short for the drift window.
     #[error("{key}: {reason}")]
-    Features { key: String, reason: String },
+    Features {
+        /// The features file's key in the store.
+        key: String,
+        /// What is wrong with it.
+        reason: String,
+    },
 
     /// Writing the report failed.
     #[error("{}: {source}", path.display())]
     Io {
+        /// The report's path.
         path: PathBuf,
+        /// The I/O error.
         source: std::io::Error,
     },
 

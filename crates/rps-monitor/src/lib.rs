@@ -16,6 +16,8 @@
 //! The model comes from [`rps_mlflow::source`] (a package directory or a registry alias,
 //! local or MLflow) and is loaded with `rps_model::Forecaster::load`, as the server does.
 
+#![deny(missing_docs)]
+
 pub mod check;
 pub mod drift;
 pub mod error;

@@ -16,7 +16,12 @@ pub enum ServeError {
     /// A model package could not be loaded (missing files, corrupt weights, feature-spec
     /// mismatch with this binary's feature code).
     #[error("cannot load the model package {}: {reason}", path.display())]
-    ModelLoad { path: PathBuf, reason: String },
+    ModelLoad {
+        /// The package directory.
+        path: PathBuf,
+        /// Why it was refused.
+        reason: String,
+    },
 
     /// The model source failed: no version under the alias, the registry (local directory
     /// or MLflow) failed, or the package directory is unreadable.
@@ -26,7 +31,9 @@ pub enum ServeError {
     /// The listen address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
+        /// The address as given.
         addr: String,
+        /// The I/O error.
         source: std::io::Error,
     },
 
@@ -36,7 +43,12 @@ pub enum ServeError {
 
     /// A flag value makes no sense (e.g. a zero window).
     #[error("--{flag}: {reason}")]
-    Usage { flag: &'static str, reason: String },
+    Usage {
+        /// The flag, without its dashes.
+        flag: &'static str,
+        /// Why its value is refused.
+        reason: String,
+    },
 
     /// The HTTP server stopped with an error.
     #[error("server error: {0}")]

@@ -15,6 +15,8 @@
 //! hot reload, [`model`] the loaded model (its source is [`rps_mlflow::source`]), [`monitor`]
 //! the live drift state over `rps_monitor`'s detectors, [`metrics`] every metric name.
 
+#![deny(missing_docs)]
+
 pub mod api;
 pub mod error;
 pub mod metrics;

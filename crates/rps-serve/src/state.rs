@@ -89,11 +89,20 @@ pub enum ReloadOutcome {
     /// The source still points at the served model (or at one already refused).
     Unchanged,
     /// A new model is now served.
-    Swapped { version: String },
+    Swapped {
+        /// The version now served.
+        version: String,
+    },
     /// The new model was refused; the old one keeps serving.
-    Failed { reason: String },
+    Failed {
+        /// Why the new model was refused.
+        reason: String,
+    },
     /// The source could not be asked (registry down, directory unreadable).
-    ProbeFailed { reason: String },
+    ProbeFailed {
+        /// What failed.
+        reason: String,
+    },
 }
 
 /// Cached state of one store-backed coin.
