@@ -19,6 +19,8 @@
 //!   before it keep their new feature files (each is complete and written atomically);
 //!   the summary and profile are only written when the whole run succeeds.
 
+#![deny(missing_docs)]
+
 pub mod charts;
 pub mod profile;
 pub mod validation;
@@ -42,27 +44,43 @@ pub enum TransformError {
     Core(Box<CoreError>),
     /// The store holds no raw bars at all.
     #[error("store {store}: no raw bars under raw/ (run rps-extract first)")]
-    NoCoins { store: String },
+    NoCoins {
+        /// The store's location.
+        store: String,
+    },
     /// A coin was asked for that has no raw file.
     #[error("store {store}: {key} not found (coin {coin} was never extracted)")]
     MissingCoin {
+        /// The store's location.
         store: String,
+        /// The coin as given in `--coins`.
         coin: String,
+        /// The raw file's key that does not exist (`raw/<COIN>.parquet`).
         key: String,
     },
     /// A local report file could not be written.
     #[error("cannot write {path}: {source}")]
     WriteReport {
+        /// The local file being written (`--summary` or `--profile`).
         path: PathBuf,
+        /// The I/O error.
         #[source]
         source: std::io::Error,
     },
     /// The HTML profile could not be rendered (a template or chart bug).
     #[error("rendering the profile: {reason}")]
-    Render { reason: String },
+    Render {
+        /// The renderer's or serializer's message.
+        reason: String,
+    },
     /// A worker task panicked or was cancelled.
     #[error("transform of {coin} did not finish: {reason}")]
-    Task { coin: String, reason: String },
+    Task {
+        /// The coin that was not finished (`-` when no single coin can be named).
+        coin: String,
+        /// The panic or cancellation message, or how many worker threads panicked.
+        reason: String,
+    },
 }
 
 impl From<CoreError> for TransformError {
@@ -114,15 +132,21 @@ pub struct Config {
 /// Per-coin figures of a run.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CoinSummary {
+    /// Raw bars read.
     pub rows_in: usize,
+    /// Feature rows written.
     pub rows_out: usize,
+    /// Rows dropped because their feature window spans a gap in the hourly bars.
     pub dropped_gap: usize,
+    /// Rows dropped because their feature window reaches before the first bar.
     pub dropped_warmup: usize,
-    /// Holes in the hourly sequence of the raw bars, and the hours they miss.
+    /// Holes in the hourly sequence of the raw bars (steps of more than one hour).
     pub gaps: usize,
+    /// Hours missing in those holes, summed over all of them.
     pub missing_hours: i64,
-    /// First and last raw bar (RFC 3339), absent for an empty input.
+    /// Timestamp of the first raw bar (RFC 3339, UTC), absent for an empty input.
     pub first_ts: Option<String>,
+    /// Timestamp of the last raw bar (RFC 3339, UTC), absent for an empty input.
     pub last_ts: Option<String>,
     /// The feature file written.
     pub output: String,
@@ -131,15 +155,26 @@ pub struct CoinSummary {
 /// The JSON summary (`--summary`), deterministic for the same input.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Summary {
+    /// Hash of the feature spec the files were computed with (first 16 hex chars of a
+    /// sha256, as in the files' `feature_spec_hash` metadata).
     pub feature_spec_hash: String,
+    /// Version of the feature spec (`feature_spec_version` metadata).
     pub feature_spec_version: u32,
+    /// Bars needed before a coin's first feature row (longest window - 1).
     pub warmup: usize,
+    /// Feature names in column order.
     pub features: Vec<String>,
+    /// Raw bars read, summed over the coins.
     pub rows_in: usize,
+    /// Feature rows written, summed over the coins.
     pub rows_out: usize,
+    /// Rows dropped because their window spans a gap, summed over the coins.
     pub dropped_gap: usize,
+    /// Rows dropped for the warmup, summed over the coins.
     pub dropped_warmup: usize,
+    /// Per-coin figures, by coin name.
     pub coins: BTreeMap<String, CoinSummary>,
+    /// Warnings of the run (a coin that got an empty feature file), also logged.
     pub warnings: Vec<String>,
 }
 

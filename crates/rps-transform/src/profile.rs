@@ -300,6 +300,7 @@ pub fn pearson(a: &[f64], b: &[f64]) -> f64 {
 }
 
 impl Profile {
+    /// An empty profile, before any coin is added.
     pub fn new() -> Profile {
         Profile {
             acc: vec![ColumnAcc::default(); columns().len()],

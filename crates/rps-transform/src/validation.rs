@@ -12,28 +12,38 @@ use serde_json::Value;
 /// One check row as shown in the profile.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Check {
+    /// The check's name in the report (defanged).
     pub name: String,
+    /// The check's status as text: `pass`, `warn` or `fail`.
     pub status: String,
     /// `pass`, `warn` or `fail` (the CSS class of the row).
     pub class: &'static str,
+    /// How many rows (or gaps) the check flagged, as text.
     pub count: String,
+    /// The check's details line (defanged).
     pub details: String,
 }
 
 /// A table of checks found at one place in the report.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Section {
+    /// Where in the report the checks are, e.g. `coins / BTC / checks`.
     pub title: String,
+    /// The checks, in report order.
     pub checks: Vec<Check>,
 }
 
 /// What the profile shows about the validation report.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Report {
+    /// The report file's path as given (defanged).
     pub path: String,
     /// Why the report could not be shown, if it could not.
     pub error: Option<String>,
+    /// The report's scalars as `(key, value)` lines: `settings.*`, `status`, `store`,
+    /// `summary.*`, `tool`, `version`, in that (alphabetical) order; empty on error.
     pub summary: Vec<(String, String)>,
+    /// One table per coin that has checks; empty on error.
     pub sections: Vec<Section>,
     /// Checks that did not pass (warnings and failures).
     pub not_passed: usize,
