@@ -72,6 +72,8 @@
 //! `rows: 0` and a failed `readable` check (counted in `summary.unreadable`) and the run exits 2. The report holds no
 //! wall-clock time, so re-running on the same data writes the same bytes.
 
+#![deny(missing_docs)]
+
 pub mod checks;
 pub mod report;
 pub mod volume;
@@ -102,7 +104,9 @@ pub enum ValidateError {
     /// The store or a raw file could not be read or decoded. (Boxed: keeps `Result` small.)
     #[error("coin {coin}: {source}")]
     Read {
+        /// The coin whose raw file was being read.
         coin: String,
+        /// The storage or decoding error.
         #[source]
         source: Box<CoreError>,
     },
@@ -112,20 +116,33 @@ pub enum ValidateError {
     /// A requested coin has no raw bars.
     #[error("{location}/{key}: no raw bars for coin {coin} (run rps-extract first)")]
     NoData {
+        /// The store's location.
         location: String,
+        /// The raw file's key (`raw/<COIN>.parquet`), missing or without rows.
         key: String,
+        /// The coin asked for.
         coin: String,
     },
     /// The local store directory does not exist (validate never creates it).
     #[error("store {location}: directory does not exist")]
-    NoStore { location: String },
+    NoStore {
+        /// The store location as given.
+        location: String,
+    },
     /// The store holds no raw bars at all and no coin was named.
     #[error("store {location}: no raw bars stored under '{dir}/' (run rps-extract first)")]
-    NoCoins { location: String, dir: String },
+    NoCoins {
+        /// The store's location.
+        location: String,
+        /// The directory searched for raw files (`raw`).
+        dir: String,
+    },
     /// The report file could not be written.
     #[error("report {path}: {source}")]
     Report {
+        /// The local report file (`--report`).
         path: PathBuf,
+        /// The I/O error.
         #[source]
         source: std::io::Error,
     },

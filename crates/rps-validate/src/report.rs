@@ -23,8 +23,11 @@ pub enum Severity {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
+    /// The check found nothing to report (for a coin or run: no check warned or failed).
     Pass,
+    /// A check found something it only warns about; the run still passes (exit 0).
     Warn,
+    /// A check found something that fails the run (exit 3).
     Fail,
 }
 
@@ -52,12 +55,17 @@ pub struct Example {
 /// The result of one check on one coin.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Check {
+    /// The check's name (`ohlc`, `null_ratio.close`… see the crate docs' table).
     pub name: String,
+    /// What a finding of this check does to the run.
     pub severity: Severity,
+    /// The check's outcome: pass when nothing was flagged, else per `severity`.
     pub status: Status,
     /// How many rows (or gaps, for `gaps`) the check flagged.
     pub count: usize,
+    /// A one-line human explanation of the result.
     pub details: String,
+    /// Evidence: some flagged rows, at most [`MAX_EXAMPLES`](crate::MAX_EXAMPLES).
     pub examples: Vec<Example>,
 }
 
@@ -93,28 +101,39 @@ pub const READABLE: &str = "readable";
 /// A run of missing hours; `start` and `end` are the first and last missing hour.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Gap {
+    /// The first missing hour, RFC 3339 UTC.
     pub start: String,
+    /// The last missing hour (inclusive), RFC 3339 UTC.
     pub end: String,
+    /// Hours missing in this run (`end - start` in hours, plus one).
     pub missing_hours: u64,
 }
 
 /// First and last bar of a coin.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Range {
+    /// The oldest bar's hour, RFC 3339 UTC.
     pub start: String,
+    /// The newest bar's hour, RFC 3339 UTC.
     pub end: String,
 }
 
 /// Everything found for one coin.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CoinReport {
+    /// The coin's symbol (`BTC`).
     pub coin: String,
     /// The store key of the raw file.
     pub key: String,
+    /// Rows in the raw file (0 for an unreadable file).
     pub rows: usize,
+    /// First and last bar; `None` when there is none (an unreadable file).
     pub range: Option<Range>,
+    /// The worst status of the coin's checks.
     pub status: Status,
+    /// Every check run on the coin, in a fixed order.
     pub checks: Vec<Check>,
+    /// Every run of missing hours between the first and last bar.
     pub gaps: Vec<Gap>,
 }
 
@@ -160,11 +179,17 @@ impl CoinReport {
 /// Counts over all checks of all coins; the verdict is taken from these.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Summary {
+    /// Coins in the report (unreadable ones included).
     pub coins: usize,
+    /// Rows read, summed over the coins.
     pub rows: usize,
+    /// Checks run, summed over the coins.
     pub checks: usize,
+    /// Checks that passed.
     pub passed: usize,
+    /// Checks that warned.
     pub warned: usize,
+    /// Checks that failed; any makes the run fail.
     pub failed: usize,
     /// Coins whose raw file is missing, empty or undecodable (bad input, exit 2).
     pub unreadable: usize,
@@ -173,12 +198,19 @@ pub struct Summary {
 /// The whole validation report (the `--report` JSON).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Report {
+    /// Always `rps-validate`.
     pub tool: String,
+    /// The rps-validate version that wrote the report (its crate version).
     pub version: String,
+    /// The store location validated.
     pub store: String,
+    /// The thresholds and data interval end used.
     pub settings: Settings,
+    /// The verdict, taken from [`Report::summary`]: fail, else warn, else pass.
     pub status: Status,
+    /// The counts over all checks of all coins.
     pub summary: Summary,
+    /// One entry per coin, in the order validated.
     pub coins: Vec<CoinReport>,
 }
 
