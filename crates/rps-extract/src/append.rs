@@ -77,11 +77,14 @@ pub struct AppendStats {
 /// A coin's append, merged and encoded, ready to write.
 #[derive(Debug)]
 pub struct Prepared {
+    /// The coin's symbol.
     pub coin: String,
+    /// The raw file's key in the store (`raw/<COIN>.parquet`).
     pub key: String,
     previous: Option<Bytes>,
     /// The new file, or `None` when nothing changed (no write).
     encoded: Option<Bytes>,
+    /// What the merge did (inserted, replaced, unchanged, rows after).
     pub stats: AppendStats,
 }
 

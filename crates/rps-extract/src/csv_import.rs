@@ -19,9 +19,13 @@ use crate::error::{ExtractError, Result};
 pub struct CsvColumns {
     /// Bar open time: unix seconds or milliseconds (auto-detected), or an ISO date-time.
     pub ts: String,
+    /// Open price in USD.
     pub open: String,
+    /// High price in USD.
     pub high: String,
+    /// Low price in USD.
     pub low: String,
+    /// Close price in USD.
     pub close: String,
     /// Volume in USD. Optional: when the column is absent the bars have no volume.
     pub volume: String,
@@ -46,6 +50,7 @@ impl Default for CsvColumns {
 /// What to import.
 #[derive(Debug, Clone, Default)]
 pub struct CsvOptions {
+    /// Which header names hold which field.
     pub columns: CsvColumns,
     /// Coins to keep (`--coins`). `None`: every coin of the `Symbol` column, or BTC when the
     /// file has no such column.
@@ -55,6 +60,7 @@ pub struct CsvOptions {
 /// The bars read from a file, per coin, ascending by `ts`, one per hour.
 #[derive(Debug, Default)]
 pub struct CsvImport {
+    /// The bars kept, by coin symbol.
     pub bars: BTreeMap<String, Vec<Bar>>,
     /// Data rows read (including skipped ones).
     pub rows: u64,

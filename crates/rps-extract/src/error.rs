@@ -20,7 +20,9 @@ pub enum ExtractError {
     /// An input file could not be opened or read.
     #[error("{file}: cannot read: {source}")]
     Open {
+        /// The file as given.
         file: String,
+        /// The I/O error.
         #[source]
         source: std::io::Error,
     },
@@ -28,20 +30,30 @@ pub enum ExtractError {
     /// A gzip-compressed input file did not decompress (truncated or corrupt).
     #[error("{file}: not valid gzip: {source}")]
     Gzip {
+        /// The file as given.
         file: String,
+        /// The decompressor's error.
         #[source]
         source: std::io::Error,
     },
 
     /// An input file has no bytes, or a header and no data rows.
     #[error("{file}: {what}")]
-    Empty { file: String, what: &'static str },
+    Empty {
+        /// The file as given.
+        file: String,
+        /// Which of the two it is (no bytes at all, or a header without rows).
+        what: &'static str,
+    },
 
     /// An input file is not UTF-8 text.
     #[error("{file}: line {line}: not valid UTF-8 (byte offset {offset})")]
     NotUtf8 {
+        /// The file as given.
         file: String,
+        /// The 1-based line holding the first invalid byte.
         line: u64,
+        /// Byte offset of the first invalid byte from the start of the file.
         offset: usize,
     },
 
@@ -50,9 +62,13 @@ pub enum ExtractError {
         "{file}: missing required column '{column}' (header has: {header}; map it with {flag})"
     )]
     MissingColumn {
+        /// The file as given.
         file: String,
+        /// The column name looked for.
         column: String,
+        /// The file's header, comma-separated.
         header: String,
+        /// The flag that maps this column to another header name.
         flag: &'static str,
     },
 
@@ -60,33 +76,47 @@ pub enum ExtractError {
     /// `line` is the line in the file.
     #[error("{file}: row {row} (line {line}): field '{field}': {reason}")]
     BadValue {
+        /// The file as given.
         file: String,
+        /// The data row, counted from 1.
         row: u64,
+        /// The line in the file, counted from 1.
         line: u64,
+        /// The field (column) holding the value.
         field: String,
+        /// What is wrong with the value.
         reason: String,
     },
 
     /// The CSV reader could not parse a record (e.g. unbalanced quotes).
     #[error("{file}: line {line}: {reason}")]
     BadRecord {
+        /// The file as given.
         file: String,
+        /// The line in the file, counted from 1.
         line: u64,
+        /// The CSV reader's message.
         reason: String,
     },
 
     /// A coin code the source does not know.
     #[error("unknown coin code {codes} for source {source_name}{hint}")]
     UnknownCoin {
+        /// The unknown codes, comma-separated.
         codes: String,
+        /// The source asked (`csv` or `livecoinwatch`).
         source_name: &'static str,
+        /// Appended to the message: what the source does have, starting with a space (may
+        /// be empty).
         hint: String,
     },
 
     /// A required environment variable (the API key) is missing.
     #[error("{var} is not set: {why}")]
     MissingEnv {
+        /// The variable's name.
         var: &'static str,
+        /// Why it is needed and what to do instead.
         why: &'static str,
     },
 
@@ -95,37 +125,56 @@ pub enum ExtractError {
         "{endpoint}: HTTP {status}: the API refused the key in LIVE_COIN_WATCH_API_KEY ({message})"
     )]
     Unauthorized {
+        /// The request's URL.
         endpoint: String,
+        /// The HTTP status (401 or 403).
         status: u16,
+        /// The error message of the response body.
         message: String,
     },
 
     /// The API answered a 4xx other than 401/403/429: not retried.
     #[error("{endpoint}: HTTP {status}: request rejected ({message})")]
     Rejected {
+        /// The request's URL.
         endpoint: String,
+        /// The HTTP status.
         status: u16,
+        /// The error message of the response body.
         message: String,
     },
 
     /// The API kept failing (429/5xx/timeouts/connection errors) until the last retry.
     #[error("{endpoint}: gave up after {attempts} attempts: {last}")]
     GaveUp {
+        /// The request's URL.
         endpoint: String,
+        /// Attempts made, the first included.
         attempts: u32,
+        /// Why the last attempt failed.
         last: String,
     },
 
     /// The API answered 200 with a body that is not the documented JSON.
     #[error("{endpoint}: malformed response: {reason}")]
-    Malformed { endpoint: String, reason: String },
+    Malformed {
+        /// The request's URL.
+        endpoint: String,
+        /// The decoding error and the start of the body.
+        reason: String,
+    },
 
     /// A backfill would spend more requests than the daily credits left.
     #[error(
         "backfill needs {needed} requests but LiveCoinWatch reports {remaining} credits left today; \
          narrow --start/--end or raise --window-hours"
     )]
-    NotEnoughCredits { needed: u64, remaining: u64 },
+    NotEnoughCredits {
+        /// Requests the run would send.
+        needed: u64,
+        /// Credits left today, as the `credits` endpoint reported.
+        remaining: u64,
+    },
 
     /// The shared storage layer failed (its own error carries location and key). Boxed: the
     /// object-store error inside is large and this enum travels in every `Result`.
@@ -136,8 +185,11 @@ pub enum ExtractError {
     /// may now differ.
     #[error("{original}; rolling back {keys} also failed: {rollback}")]
     RollbackFailed {
+        /// The error that made the write fail.
         original: Box<ExtractError>,
+        /// The keys whose rollback failed, comma-separated: they may now differ.
         keys: String,
+        /// The error of the rollback.
         rollback: Box<CoreError>,
     },
 }

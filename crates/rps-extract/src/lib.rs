@@ -19,6 +19,8 @@
 //! $ LIVE_COIN_WATCH_API_KEY=... rps-extract --source livecoinwatch --coins BTC,ETH --end 2025-01-01T00:00:00Z
 //! ```
 
+#![deny(missing_docs)]
+
 pub mod append;
 pub mod csv_import;
 pub mod error;
@@ -81,9 +83,20 @@ impl Default for LcwSettings {
 /// Where the bars come from, with that source's settings.
 #[derive(Debug, Clone)]
 pub enum SourceConfig {
+    /// The LiveCoinWatch API.
     Livecoinwatch(LcwSettings),
-    Csv { path: PathBuf, columns: CsvColumns },
-    Synthetic { seed: u64 },
+    /// A CSV export, plain or gzip-compressed.
+    Csv {
+        /// The local CSV file (`--path`).
+        path: PathBuf,
+        /// Which header names hold which field.
+        columns: CsvColumns,
+    },
+    /// The seeded synthetic generator.
+    Synthetic {
+        /// Seed of the generator (same seed, same bars).
+        seed: u64,
+    },
 }
 
 /// Everything one extract run needs.
@@ -93,6 +106,7 @@ pub struct Config {
     pub store: String,
     /// S3 settings beyond the `AWS_*` variables.
     pub s3: S3Options,
+    /// The source and its settings.
     pub source: SourceConfig,
     /// Coins (`--coins`); `None` is BTC, or for CSV every coin of the file.
     pub coins: Option<Vec<String>>,
@@ -105,11 +119,15 @@ pub struct Config {
 /// What one coin's run did.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct CoinSummary {
+    /// The coin's symbol (`BTC`).
     pub coin: String,
     /// Bars the source produced for the window.
     pub bars: usize,
+    /// Open time of the first of those bars, ms since the epoch (UTC); `None` when there is none.
     pub first_ts: Option<i64>,
+    /// Open time of the last of those bars, ms since the epoch (UTC); `None` when there is none.
     pub last_ts: Option<i64>,
+    /// What the append did with them (serialized inline, not as a nested object).
     #[serde(flatten)]
     pub append: AppendStats,
 }
@@ -117,8 +135,11 @@ pub struct CoinSummary {
 /// What the run did; its `Display` is the one-line summary the binary prints.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Summary {
+    /// The source the bars came from (the label stored in their `source` column).
     pub source: Source,
+    /// The store's location.
     pub store: String,
+    /// One entry per coin, in the order extracted.
     pub coins: Vec<CoinSummary>,
     /// API requests sent (LiveCoinWatch; each costs a credit).
     pub requests: u64,

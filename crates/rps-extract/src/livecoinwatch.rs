@@ -89,7 +89,9 @@ pub struct Client {
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct Credits {
+    /// Requests (credits) the key may still spend today.
     pub daily_credits_remaining: u64,
+    /// The key's daily credit allowance.
     pub daily_credits_limit: u64,
 }
 
@@ -114,6 +116,7 @@ struct MapCoin {
 /// Observations of one `history` window.
 #[derive(Debug, Default, Clone)]
 pub struct HistoryWindow {
+    /// The usable points of the window, as price observations.
     pub observations: Vec<Observation>,
     /// Points with a null (or non-positive, non-finite) rate, skipped.
     pub skipped: usize,
