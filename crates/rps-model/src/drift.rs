@@ -43,8 +43,11 @@ const WINDOW_STEPS: usize = 24;
 /// an ULP (a JSON float round trip, say) stays in its bin.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ReferenceHistogram {
+    /// The model input's feature name.
     pub feature: String,
+    /// Bin edges, ascending: `bins + 1` values (training minimum, inner cuts, maximum).
     pub edges: Vec<f64>,
+    /// Fraction of training values in each bin (`edges.len() - 1` values).
     pub fractions: Vec<f64>,
     /// The PSI spread of training windows per window length, ascending by length (empty in
     /// packages written before calibration existed, or with too little training data).

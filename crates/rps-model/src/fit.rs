@@ -15,9 +15,11 @@ use crate::{ModelError, Result, kinds};
 pub struct Windows<'a> {
     /// `n_rows × n_features`, row-major.
     pub x: &'a [f32],
+    /// Inputs per row (the width of `x`).
     pub n_features: usize,
     /// Target per row (standardised); only read at window ends.
     pub y: &'a [f32],
+    /// Rows (consecutive hours) per window.
     pub lookback: usize,
 }
 
@@ -60,13 +62,19 @@ impl Windows<'_> {
 pub struct FitConfig {
     /// A name in [`kinds::KINDS`] (`"lstm"`).
     pub kind: String,
+    /// Hidden units (the LSTM's state size).
     pub hidden: usize,
+    /// Maximum number of passes over the training windows.
     pub epochs: usize,
+    /// Windows per optimiser step.
     pub batch_size: usize,
+    /// Learning rate of the optimiser (AdamW for the LSTM).
     pub lr: f64,
+    /// Decoupled weight decay of the optimiser (AdamW).
     pub weight_decay: f64,
     /// Stop after this many epochs without a better validation loss.
     pub patience: usize,
+    /// Seed of the initial weights and the shuffling (same seed and data, same model).
     pub seed: u64,
     /// Clip the global gradient norm to this value (0 = no clipping).
     pub clip_norm: f64,
@@ -93,9 +101,14 @@ impl Default for FitConfig {
 pub struct EpochStats {
     /// 1-based.
     pub epoch: usize,
+    /// Mean squared error of the standardised target over the epoch's training batches.
     pub train_loss: f64,
+    /// Mean squared error of the standardised target on the validation windows after the
+    /// epoch.
     pub val_loss: f64,
+    /// Wall-clock seconds the epoch took, validation included.
     pub seconds: f64,
+    /// Training windows processed per wall-clock second.
     pub windows_per_second: f64,
 }
 
@@ -105,9 +118,13 @@ pub struct EpochStats {
 pub struct FitOutcome<W = Model> {
     /// The weights of the epoch with the lowest validation loss.
     pub weights: W,
+    /// Every epoch run, in order.
     pub history: Vec<EpochStats>,
+    /// The 1-based epoch whose weights are kept.
     pub best_epoch: usize,
+    /// Its validation loss.
     pub best_val_loss: f64,
+    /// Whether `patience` ended training before `epochs` were run.
     pub stopped_early: bool,
 }
 

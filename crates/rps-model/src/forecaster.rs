@@ -16,19 +16,24 @@ use crate::{ModelError, Result};
 /// A prediction interval in USD.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Interval {
+    /// The conformal level, as a fraction (`0.9` for 90%).
     pub level: f64,
+    /// Lower bound of the close, USD.
     pub lower: f64,
+    /// Upper bound of the close, USD.
     pub upper: f64,
 }
 
 /// A next-hour forecast.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Forecast {
+    /// The coin forecast.
     pub coin: String,
     /// Hour of the newest bar used (ms UTC).
     pub based_on_ts: i64,
     /// The hour whose close is forecast (`based_on_ts + 1 h`).
     pub for_ts: i64,
+    /// Close of the newest bar used (USD).
     pub last_close: f64,
     /// Predicted log return `ln(close / last_close)`.
     pub logret: f64,
@@ -82,6 +87,7 @@ impl Forecaster {
         })
     }
 
+    /// The package's metadata.
     pub fn metadata(&self) -> &ModelMetadata {
         &self.metadata
     }
@@ -91,6 +97,7 @@ impl Forecaster {
         self.metadata.version = version.to_string();
     }
 
+    /// Feature rows (consecutive hours) per prediction window.
     pub fn lookback(&self) -> usize {
         self.metadata.lookback
     }

@@ -3,6 +3,8 @@
 //! the first), training ([`fit()`]), the model package format (`model.safetensors`,
 //! `metadata.json`, `MLmodel`), the serving-side [`Forecaster`], and drift statistics.
 
+#![deny(missing_docs)]
+
 pub mod drift;
 pub mod fit;
 pub mod forecaster;
@@ -34,32 +36,49 @@ pub enum ModelError {
     /// A tensor operation failed (shape mismatch: a bug, or a corrupt weights file).
     #[error("{context}: {source}")]
     Candle {
+        /// What was being done (the step or tensor concerned).
         context: String,
+        /// candle's error.
         #[source]
         source: candle_core::Error,
     },
     /// A package file could not be read or written.
     #[error("{path}: {source}")]
     Io {
+        /// The file or directory concerned.
         path: PathBuf,
+        /// The I/O error.
         #[source]
         source: std::io::Error,
     },
     /// A package file exists but is not what the format requires.
     #[error("model package {path}: {reason}")]
-    BadPackage { path: PathBuf, reason: String },
+    BadPackage {
+        /// The package directory or file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// The package was trained on another feature definition than this build computes.
     #[error(
         "model package {path}: trained on feature spec {found}, this build computes {expected}; retrain the model"
     )]
     SpecMismatch {
+        /// The package directory.
         path: PathBuf,
+        /// The feature spec hash this build computes.
         expected: String,
+        /// The feature spec hash in the package's metadata.
         found: String,
     },
     /// The input frame cannot feed the model (too short, a gap, a missing or non-finite value).
     #[error("input for {coin}: {reason}")]
-    Input { coin: String, reason: String },
+    Input {
+        /// The frame's coin.
+        coin: String,
+        /// What is wrong with the input (names the row, hour or feature).
+        reason: String,
+    },
     /// Training cannot start or produced nothing usable.
     #[error("training: {0}")]
     Training(String),

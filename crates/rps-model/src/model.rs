@@ -103,6 +103,7 @@ impl<K: ModelKind> DynModel for K {
 pub struct Model(Box<dyn DynModel>);
 
 impl Model {
+    /// Wraps a kind's trained weights.
     pub fn new<K: ModelKind>(weights: K) -> Model {
         Model(Box::new(weights))
     }
@@ -195,6 +196,7 @@ type LoadFn = fn(&Path, &ModelMetadata) -> Result<Model>;
 /// [`Kind::of`] in the table [`crate::kinds::KINDS`].
 #[derive(Clone, Copy)]
 pub struct Kind {
+    /// The kind's name ([`ModelKind::NAME`]), as written to `metadata.json`'s `kind`.
     pub name: &'static str,
     fit: FitFn,
     load: LoadFn,

@@ -14,7 +14,9 @@ use crate::{ModelError, Result, kinds};
 
 /// File names inside a package directory.
 pub const WEIGHTS_FILE: &str = "model.safetensors";
+/// The [`ModelMetadata`] file (JSON).
 pub const METADATA_FILE: &str = "metadata.json";
+/// The MLflow model descriptor (YAML), so MLflow's UI shows the package as a model.
 pub const MLMODEL_FILE: &str = "MLmodel";
 /// The MLflow flavor name written to `MLmodel` for a model kind: `rps_<kind>` (`rps_lstm`).
 pub fn flavor(kind: &str) -> String {
@@ -28,9 +30,11 @@ pub const FORMAT_VERSION: u32 = 1;
 pub struct Scaler {
     /// Per model input, in `inputs` order.
     pub mean: Vec<f64>,
+    /// Sample standard deviation per model input, in `inputs` order (1 where the spread is 0).
     pub std: Vec<f64>,
     /// Of the next-hour log return.
     pub target_mean: f64,
+    /// Sample standard deviation of the next-hour log return (1 where the spread is 0).
     pub target_std: f64,
 }
 
@@ -86,7 +90,10 @@ fn mean_std(v: &[f64]) -> (f64, f64) {
 /// A split-conformal quantile: `|log-return error| <= q` with probability `level`.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ConformalQuantile {
+    /// The coverage level, as a fraction (`0.9` for 90%).
     pub level: f64,
+    /// The quantile of the absolute log-return error (on calibration residuals) at that
+    /// level; the interval is the predicted log return `± q`.
     pub q: f64,
 }
 
@@ -97,9 +104,11 @@ pub struct DataInfo {
     pub digest: String,
     /// First and last feature-row hour used (ms UTC).
     pub start_ts: i64,
+    /// Last feature-row hour used (ms since the epoch, UTC).
     pub end_ts: i64,
     /// Feature rows used.
     pub rows: usize,
+    /// Coins trained on.
     pub coins: Vec<String>,
     /// Where the features came from (store location) and the bar source labels.
     pub source: String,
@@ -108,27 +117,35 @@ pub struct DataInfo {
 /// Everything a server, a drift check or a person needs to know about a model.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ModelMetadata {
+    /// The metadata layout version ([`FORMAT_VERSION`] when written by this build).
     pub format_version: u32,
     /// Registered model name.
     pub name: String,
     /// Registry version; empty until registered (the registry's record is authoritative).
     #[serde(default)]
     pub version: String,
+    /// The tracking run (MLflow or local registry) that trained the model.
     pub run_id: String,
     /// The model kind (a name in [`kinds::KINDS`]); metadata without one is an LSTM's.
     #[serde(default = "default_kind")]
     pub kind: String,
     /// RFC 3339 UTC.
     pub created_at: String,
+    /// Hash of the feature spec the model was trained on; must equal this build's to load.
     pub feature_spec_hash: String,
+    /// Version of that feature spec.
     pub feature_spec_version: u32,
     /// Model inputs by feature name, in the order the network reads them.
     pub inputs: Vec<String>,
+    /// Feature rows (consecutive hours) per prediction window.
     pub lookback: usize,
+    /// Hidden units of the network.
     pub hidden: usize,
+    /// Standardisation of the inputs and the target, fitted on the training split.
     pub scaler: Scaler,
     /// Sorted by level.
     pub conformal: Vec<ConformalQuantile>,
+    /// The training data.
     pub data: DataInfo,
     /// Evaluation figures (finite values only).
     #[serde(default)]
@@ -136,6 +153,7 @@ pub struct ModelMetadata {
     /// Training parameters, as logged to the tracking server.
     #[serde(default)]
     pub params: BTreeMap<String, String>,
+    /// The commit (`git rev-parse HEAD`) training ran at, or `unknown`.
     pub git_commit: String,
     /// Training-split histograms of each input, for drift detection.
     #[serde(default)]
@@ -149,7 +167,9 @@ fn default_kind() -> String {
 /// A model in memory: metadata plus weights (of the kind the metadata names).
 #[derive(Debug, Clone)]
 pub struct ModelPackage {
+    /// The contents of `metadata.json`.
     pub metadata: ModelMetadata,
+    /// The weights (`model.safetensors`), of the kind `metadata.kind` names.
     pub weights: Model,
 }
 

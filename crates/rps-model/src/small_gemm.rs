@@ -159,9 +159,13 @@ impl Packed {
 /// row-major matrix transposed (the weight gradients read `Xᵀ` and `H_inᵀ` that way).
 #[derive(Debug, Clone, Copy)]
 pub struct Src<'a> {
+    /// The values the block is read from.
     pub data: &'a [f32],
+    /// Distance in `data` between two rows `i`.
     pub rs: usize,
+    /// Distance in `data` between two columns `kk`.
     pub cs: usize,
+    /// Columns of the block (rows of `B` it covers).
     pub k: usize,
 }
 

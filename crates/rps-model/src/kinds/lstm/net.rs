@@ -17,18 +17,26 @@ use crate::{ModelError, Result, kernels};
 /// Tensor names in `model.safetensors`; they match `torch.nn.LSTM` (prefix `lstm.`) and
 /// `torch.nn.Linear` (prefix `head.`), so the file loads into PyTorch for cross-checks.
 pub mod names {
+    /// Input-to-hidden weights, `[4H, F]`.
     pub const W_IH: &str = "lstm.weight_ih_l0";
+    /// Hidden-to-hidden weights, `[4H, H]`.
     pub const W_HH: &str = "lstm.weight_hh_l0";
+    /// Input-to-hidden bias, `[4H]`.
     pub const B_IH: &str = "lstm.bias_ih_l0";
+    /// Hidden-to-hidden bias, `[4H]`.
     pub const B_HH: &str = "lstm.bias_hh_l0";
+    /// Head weight, `[1, H]`.
     pub const HEAD_W: &str = "head.weight";
+    /// Head bias, `[1]`.
     pub const HEAD_B: &str = "head.bias";
 }
 
 /// The weights as plain row-major f32 arrays (PyTorch shapes and gate order i, f, g, o).
 #[derive(Debug, Clone, PartialEq)]
 pub struct LstmWeights {
+    /// Model inputs per time step (`F`).
     pub inputs: usize,
+    /// Hidden units (`H`).
     pub hidden: usize,
     /// `[4H, F]`
     pub w_ih: Vec<f32>,
@@ -40,6 +48,7 @@ pub struct LstmWeights {
     pub b_hh: Vec<f32>,
     /// `[H]` (the `[1, H]` head weight)
     pub head_w: Vec<f32>,
+    /// The head's bias (its `[1]` tensor).
     pub head_b: f32,
 }
 
@@ -182,6 +191,7 @@ pub struct InferenceWeights {
 }
 
 impl InferenceWeights {
+    /// Packs the weights for inference (transposed, biases summed).
     pub fn new(w: &LstmWeights) -> InferenceWeights {
         let (f, h) = (w.inputs, w.hidden);
         let bias = w.b_ih.iter().zip(&w.b_hh).map(|(a, b)| a + b).collect();
@@ -196,6 +206,7 @@ impl InferenceWeights {
         }
     }
 
+    /// Model inputs per time step (`F`).
     pub fn inputs(&self) -> usize {
         self.inputs
     }
