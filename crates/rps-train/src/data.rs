@@ -25,12 +25,16 @@ pub struct WindowRef {
 /// Split fractions (chronological; the test split is what remains).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SplitFractions {
+    /// Share of the windows (the oldest) for training.
     pub train: f64,
+    /// Share of the windows after those for validation (early stopping).
     pub val: f64,
+    /// Share of the windows after those for conformal calibration.
     pub calib: f64,
 }
 
 impl SplitFractions {
+    /// Share of the windows left for the test split (the newest).
     pub fn test(&self) -> f64 {
         1.0 - self.train - self.val - self.calib
     }
@@ -39,15 +43,20 @@ impl SplitFractions {
 /// Window indices (into [`Prepared::windows`]) per split, each in time order.
 #[derive(Debug, Clone, Default)]
 pub struct Splits {
+    /// Training windows (after `max_train_rows` dropped the oldest).
     pub train: Vec<usize>,
+    /// Validation windows (early stopping).
     pub val: Vec<usize>,
+    /// Conformal calibration windows.
     pub calib: Vec<usize>,
+    /// Test windows (the newest).
     pub test: Vec<usize>,
 }
 
 /// Everything training and evaluation read.
 #[derive(Debug)]
 pub struct Prepared {
+    /// The feature frames read, one per coin.
     pub frames: Vec<FeatureFrame>,
     /// Row offset of each frame in the stacked matrix.
     pub offsets: Vec<usize>,
@@ -55,14 +64,17 @@ pub struct Prepared {
     pub columns: Vec<usize>,
     /// All candidate windows, sorted by (ts, coin).
     pub windows: Vec<WindowRef>,
+    /// The chronological split of `windows`.
     pub splits: Splits,
     /// Training windows dropped by `max_train_rows` (the oldest).
     pub train_dropped: usize,
+    /// Standardisation fitted on the training windows' rows.
     pub scaler: Scaler,
     /// Standardised inputs, stacked rows × inputs (non-finite → 0; never inside a window).
     pub x: Vec<f32>,
     /// Standardised target per stacked row (non-finite → 0; never at a window end).
     pub y: Vec<f32>,
+    /// Training-split histograms of each model input, for drift detection.
     pub reference: Vec<ReferenceHistogram>,
     /// sha256 of the feature data, hex.
     pub digest: String,
@@ -74,6 +86,7 @@ impl Prepared {
         idx.iter().map(|&i| self.windows[i].global).collect()
     }
 
+    /// Model inputs per row.
     pub fn n_inputs(&self) -> usize {
         self.columns.len()
     }

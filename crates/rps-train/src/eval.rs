@@ -18,6 +18,7 @@ pub struct PointMetrics {
     pub directional_accuracy: Option<f64>,
     /// `1 - RMSE / RMSE_persistence` on the same rows (0 for persistence itself).
     pub skill: f64,
+    /// Rows scored.
     pub rows: usize,
 }
 
@@ -90,6 +91,7 @@ pub fn conformal_quantile(abs_residuals: &[f64], level: f64) -> f64 {
 /// Empirical quality of one interval level on the test rows.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct IntervalMetrics {
+    /// The nominal level, as a fraction (`0.9` for 90%).
     pub level: f64,
     /// Conformal quantile of |log-return error| from the calibration split.
     pub q_logret: f64,

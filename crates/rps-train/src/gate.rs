@@ -11,14 +11,17 @@ use crate::eval::rmse;
 /// What the gate decided, and the numbers it decided on.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct GateDecision {
+    /// Whether the new model becomes champion.
     pub promote: bool,
     /// `--force-promote` was given.
     pub forced: bool,
+    /// Why, in words (the numbers compared, or why there was nothing to compare).
     pub reason: String,
     /// New model's RMSE (USD) on the gate rows.
     pub new_rmse: Option<f64>,
     /// Champion's RMSE (USD) on the same rows, re-scored.
     pub champion_rmse: Option<f64>,
+    /// The champion's registry version, if there is a champion.
     pub champion_version: Option<String>,
     /// Test rows both models could score.
     pub rows: usize,

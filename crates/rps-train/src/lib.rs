@@ -22,6 +22,8 @@
 //! marks the run FAILED with an `error` tag; the model is registered (and aliases moved)
 //! only after every artifact is logged, and `--package-out` is replaced only after that.
 
+#![deny(missing_docs)]
+
 pub mod data;
 pub mod eval;
 pub mod gate;
@@ -61,24 +63,39 @@ pub const CHAMPION: &str = "champion";
 /// Everything one training run needs (built from flags by `main`).
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// Store location (local directory or `s3://bucket/prefix`) holding the feature files.
     pub store: String,
+    /// Coins to train on; each reads `features/<COIN>.parquet`.
     pub coins: Vec<String>,
     /// Local registry directory (used when `MLFLOW_TRACKING_URI` is unset).
     pub registry: PathBuf,
+    /// Registered model name.
     pub model_name: String,
+    /// Tracking experiment name (created if missing).
     pub experiment: String,
+    /// Run name; `None` = `train-<coins>-<UTC time>`.
     pub run_name: Option<String>,
     /// The model kind to train (a name in `rps_model::kinds::KINDS`).
     pub model_kind: String,
+    /// Maximum training epochs (early stopping may end sooner).
     pub epochs: usize,
+    /// Hidden units of the network.
     pub hidden: usize,
+    /// Hours of feature rows per input window.
     pub lookback: usize,
+    /// Windows per optimiser step.
     pub batch_size: usize,
+    /// AdamW learning rate.
     pub lr: f64,
+    /// AdamW weight decay.
     pub weight_decay: f64,
+    /// Epochs without a better validation loss before training stops.
     pub patience: usize,
+    /// Seed of weight initialisation and shuffling (same data, params and seed: same model).
     pub seed: u64,
+    /// Use at most this many of the most recent training windows; `None` = all.
     pub max_train_rows: Option<usize>,
+    /// Chronological shares of the windows for training, validation and calibration.
     pub split: SplitFractions,
     /// Conformal interval levels, e.g. 0.8, 0.9, 0.95.
     pub levels: Vec<f64>,
@@ -90,6 +107,7 @@ pub struct Config {
     pub report_dir: PathBuf,
     /// The transform's data profile, logged as an artifact.
     pub profile: Option<PathBuf>,
+    /// Promote to champion even if the gate says no (`--force-promote`).
     pub force_promote: bool,
     /// Walk-forward folds to evaluate besides the main run (0 = none).
     pub walk_forward: usize,
@@ -104,8 +122,11 @@ pub enum TrainError {
     /// The features of a coin are not in the store.
     #[error("no features for {coin} in {store}: '{key}' is missing (run rps-transform first)")]
     NoFeatures {
+        /// The store's location.
         store: String,
+        /// The coin asked for.
         coin: String,
+        /// The missing feature file's key (`features/<COIN>.parquet`).
         key: String,
     },
     /// Not enough usable windows for a split.
@@ -113,28 +134,44 @@ pub enum TrainError {
         "too few windows for the {split} split: {got} (need {need}); {windows} windows of {lookback} consecutive hours with a known next hour in total (more data or a shorter --lookback)"
     )]
     TooFewWindows {
+        /// The split that is too small (`training`, `validation`, `calibration` or `test`).
         split: String,
+        /// Windows it got.
         got: usize,
+        /// Windows it needs at least.
         need: usize,
+        /// Usable windows in total, over all splits.
         windows: usize,
+        /// The window length in hours (`--lookback`).
         lookback: usize,
     },
     // The wrapped errors are boxed: they are large and results travel through every function.
+    /// The store or a feature file could not be read.
     #[error(transparent)]
     Store(Box<CoreError>),
+    /// Training, saving, loading or running a model failed.
     #[error(transparent)]
     Model(Box<ModelError>),
     /// The tracking server or local registry failed.
     #[error("tracking/registry: {0}")]
     Registry(Box<rps_mlflow::Error>),
+    /// A local file or directory could not be read or written.
     #[error("{}: {source}", path.display())]
     Io {
+        /// The file or directory.
         path: PathBuf,
+        /// The I/O error.
         #[source]
         source: std::io::Error,
     },
+    /// A report or plot could not be rendered or written.
     #[error("report {}: {reason}", path.display())]
-    Report { path: PathBuf, reason: String },
+    Report {
+        /// The report or plot file.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
     /// The training thread panicked (a bug).
     #[error("training thread failed: {0}")]
     Join(String),
@@ -191,8 +228,11 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
 /// The result of a successful run.
 #[derive(Debug, Clone)]
 pub struct Summary {
+    /// The tracking run's id.
     pub run_id: String,
+    /// The registered model version.
     pub version: String,
+    /// The evaluation report (as written to `evaluation.json`).
     pub evaluation: Evaluation,
 }
 

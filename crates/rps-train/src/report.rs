@@ -16,46 +16,72 @@ use rps_model::EpochStats;
 /// Rows and time range of one split.
 #[derive(Debug, Clone, Serialize)]
 pub struct SplitInfo {
+    /// Windows in the split.
     pub windows: usize,
+    /// Hour of the first window's last row, RFC 3339 UTC (empty for an empty split).
     pub start: String,
+    /// Hour of the last window's last row, RFC 3339 UTC (empty for an empty split).
     pub end: String,
 }
 
 /// How training went.
 #[derive(Debug, Clone, Serialize)]
 pub struct TrainingInfo {
+    /// Epochs run (early stopping may end before `--epochs`).
     pub epochs_run: usize,
+    /// The 1-based epoch whose weights were kept (lowest validation loss).
     pub best_epoch: usize,
+    /// That epoch's validation loss (MSE of the standardised target).
     pub best_val_loss: f64,
+    /// Whether early stopping ended training before `--epochs`.
     pub stopped_early: bool,
+    /// Wall-clock seconds of the whole training.
     pub seconds: f64,
+    /// Mean wall-clock seconds per epoch.
     pub seconds_per_epoch: f64,
+    /// Every epoch's figures, in order.
     pub history: Vec<EpochStats>,
 }
 
 /// Test-split quality of the model and the baselines, on the same rows.
 #[derive(Debug, Clone, Serialize)]
 pub struct TestMetrics {
+    /// The trained model.
     pub model: PointMetrics,
+    /// The persistence baseline: next close = last close.
     pub persistence: PointMetrics,
+    /// The baseline that predicts the feature `rolling_mean_5` (mean of the last 5 closes).
     pub rolling_mean_5: PointMetrics,
 }
 
 /// The full evaluation report.
 #[derive(Debug, Clone, Serialize)]
 pub struct Evaluation {
+    /// Registered model name.
     pub model_name: String,
+    /// The tracking run's id.
     pub run_id: String,
+    /// When the model was created, RFC 3339 UTC (as in its metadata).
     pub created_at: String,
+    /// Where the run is tracked (`MLflow at <url>` or `local registry at <dir>`).
     pub registry: String,
+    /// Hash of the feature spec trained on.
     pub feature_spec_hash: String,
+    /// sha256 of the feature data (hex, first 36 chars).
     pub data_digest: String,
+    /// Coins trained on.
     pub coins: Vec<String>,
+    /// Training parameters, as logged to the tracking server.
     pub params: BTreeMap<String, String>,
+    /// Per split: `1_train`, `2_validation`, `3_calibration`, `4_test`.
     pub splits: BTreeMap<String, SplitInfo>,
+    /// How training went.
     pub training: TrainingInfo,
+    /// Test-split quality of the model and the baselines.
     pub test: TestMetrics,
+    /// Test-split quality of each interval level, ascending.
     pub intervals: Vec<IntervalMetrics>,
+    /// The promotion gate's decision.
     pub gate: GateDecision,
     /// Walk-forward folds, when requested (`--walk-forward K`).
     pub walk_forward: Option<WalkForward>,
@@ -96,9 +122,13 @@ impl Evaluation {
 /// One test row for the predicted-vs-actual plot.
 #[derive(Debug, Clone, Copy)]
 pub struct PlotRow {
+    /// Actual next-hour close, USD.
     pub actual: f64,
+    /// Predicted close, USD.
     pub pred: f64,
+    /// Lower bound of the plotted interval, USD.
     pub lower: f64,
+    /// Upper bound of the plotted interval, USD.
     pub upper: f64,
 }
 

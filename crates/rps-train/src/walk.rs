@@ -21,29 +21,44 @@ use rps_core::time::fmt_ms;
 pub struct Fold {
     /// 1-based.
     pub fold: usize,
+    /// Windows trained on.
     pub train_windows: usize,
+    /// Windows used for early stopping.
     pub val_windows: usize,
+    /// Windows tested on.
     pub test_windows: usize,
-    /// Hours (UTC) of the first and last training and test windows.
+    /// Hour of the first training window, RFC 3339 UTC.
     pub train_start: String,
+    /// Hour of the last training window, RFC 3339 UTC.
     pub train_end: String,
+    /// Hour of the first test window, RFC 3339 UTC.
     pub test_start: String,
+    /// Hour of the last test window, RFC 3339 UTC.
     pub test_end: String,
+    /// Epochs the fold's training ran.
     pub epochs_run: usize,
+    /// The 1-based epoch whose weights were kept.
     pub best_epoch: usize,
+    /// The fold's model on its test block.
     pub model: PointMetrics,
+    /// Persistence on the same rows.
     pub persistence: PointMetrics,
 }
 
 /// All folds and their means.
 #[derive(Debug, Clone, Serialize)]
 pub struct WalkForward {
+    /// The folds, in time order.
     pub folds: Vec<Fold>,
+    /// Mean of the folds' model RMSE, USD.
     pub mean_rmse: f64,
+    /// Mean of the folds' model MAE, USD.
     pub mean_mae: f64,
     /// Mean over the folds that have one.
     pub mean_directional_accuracy: Option<f64>,
+    /// Mean of the folds' skill against persistence.
     pub mean_skill: f64,
+    /// Mean of the folds' persistence RMSE, USD.
     pub mean_persistence_rmse: f64,
 }
 
