@@ -24,8 +24,11 @@ use crate::types::{
 
 /// MLflow's log-batch limits (each violation is a 400).
 pub const MAX_BATCH_METRICS: usize = 1000;
+/// Most params in one log-batch call.
 pub const MAX_BATCH_PARAMS: usize = 100;
+/// Most tags in one log-batch call.
 pub const MAX_BATCH_TAGS: usize = 100;
+/// Most metrics, params and tags together in one log-batch call.
 pub const MAX_BATCH_TOTAL: usize = 1000;
 /// Longest dataset digest the server accepts.
 pub const MAX_DIGEST_LEN: usize = 36;
@@ -44,12 +47,15 @@ pub const MAX_TAG_VALUE_LEN: usize = 8000;
 pub struct RetryPolicy {
     /// Total attempts including the first (at least 1).
     pub max_attempts: u32,
+    /// Backoff before the first retry (before jitter).
     pub initial_backoff: Duration,
+    /// Cap of the doubling backoff (before jitter).
     pub max_backoff: Duration,
     /// Timeout of one API call (connect + response).
     pub request_timeout: Duration,
     /// Timeout of one artifact upload or download.
     pub transfer_timeout: Duration,
+    /// Timeout of establishing a connection.
     pub connect_timeout: Duration,
 }
 
@@ -260,6 +266,7 @@ impl MlflowClient {
         self.base.as_str()
     }
 
+    /// The retry and timeout settings the client uses.
     pub fn retry_policy(&self) -> &RetryPolicy {
         &self.retry
     }
@@ -533,6 +540,7 @@ impl MlflowClient {
         Ok(r.run_info)
     }
 
+    /// The run with its info, latest metrics, params, tags and inputs (`runs/get`).
     pub async fn get_run(&self, run_id: &str) -> Result<Run> {
         #[derive(Deserialize, Default)]
         #[serde(default)]
@@ -902,6 +910,8 @@ impl MlflowClient {
         }
     }
 
+    /// The registered model with its aliases (`registered-models/get`); an unknown model is
+    /// a 404 error.
     pub async fn get_registered_model(&self, name: &str) -> Result<RegisteredModel> {
         #[derive(Deserialize, Default)]
         #[serde(default)]
@@ -936,6 +946,7 @@ impl MlflowClient {
         Ok(r.model_version)
     }
 
+    /// Version `version` of model `name`, with its aliases (`model-versions/get`).
     pub async fn get_model_version(&self, name: &str, version: &str) -> Result<ModelVersionInfo> {
         #[derive(Deserialize, Default)]
         #[serde(default)]
@@ -1068,8 +1079,11 @@ fn truncate(s: &str) -> String {
 /// Index ranges of one log-batch call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BatchChunk {
+    /// Indices of the metrics this call sends.
     pub metrics: std::ops::Range<usize>,
+    /// Indices of the params this call sends.
     pub params: std::ops::Range<usize>,
+    /// Indices of the tags this call sends.
     pub tags: std::ops::Range<usize>,
 }
 

@@ -17,8 +17,11 @@ pub enum Error {
     /// budget ran out. Exit code 4.
     #[error("MLflow request {method} {url} failed after {attempts} attempt(s): {last}")]
     RetriesExhausted {
+        /// The HTTP method (`GET`, `POST`, `PUT`…).
         method: String,
+        /// The full request URL.
         url: String,
+        /// Attempts made, the first included.
         attempts: u32,
         /// The last failure (transport error or `HTTP <status>: <body>`).
         last: String,
@@ -27,10 +30,13 @@ pub enum Error {
     /// The server answered with an MLflow API error (a JSON body carrying `error_code`).
     #[error("MLflow {endpoint} returned HTTP {status} {error_code}: {message}")]
     Api {
+        /// The endpoint called (e.g. `runs/get`).
         endpoint: String,
+        /// The HTTP status.
         status: u16,
         /// e.g. `RESOURCE_DOES_NOT_EXIST`, `RESOURCE_ALREADY_EXISTS`, `INVALID_PARAMETER_VALUE`.
         error_code: String,
+        /// The server's `message`.
         message: String,
     },
 
@@ -38,7 +44,9 @@ pub enum Error {
     /// error (HTML for unknown routes, text/plain from the security middleware, ...).
     #[error("MLflow {endpoint} returned HTTP {status}: {body}")]
     Http {
+        /// The endpoint called (e.g. `runs/get`).
         endpoint: String,
+        /// The HTTP status.
         status: u16,
         /// The raw body text (truncated to a few KiB).
         body: String,
@@ -47,42 +55,71 @@ pub enum Error {
     /// A success response whose body did not have the expected shape.
     #[error("MLflow {endpoint} returned an unexpected body ({source}): {body}")]
     Decode {
+        /// The endpoint called (e.g. `runs/get`).
         endpoint: String,
+        /// The JSON error.
         #[source]
         source: serde_json::Error,
+        /// The body received (truncated to a few KiB; empty when encoding a request failed).
         body: String,
     },
 
     /// A metric value is NaN or infinite. MLflow would store it silently corrupted (value 0,
     /// timestamp 0) or clamp it, so it is refused before anything of the batch is sent.
     #[error("metric '{key}' at step {step} has non-finite value {value}; refusing to log it")]
-    NonFiniteMetric { key: String, step: i64, value: f64 },
+    NonFiniteMetric {
+        /// The metric's key.
+        key: String,
+        /// The metric's step.
+        step: i64,
+        /// The value refused (NaN or ±infinity).
+        value: f64,
+    },
 
     /// An argument that MLflow would reject or silently mangle (over-long digest or param
     /// value, bad name, path escaping the artifact root, ...).
     #[error("invalid {what}: {reason}")]
-    Invalid { what: String, reason: String },
+    Invalid {
+        /// What was invalid (`run id`, `dataset name`, a key…).
+        what: String,
+        /// Why.
+        reason: String,
+    },
 
     /// A `models:/...` URI that is neither `models:/<name>@<alias>` nor `models:/<name>/<version>`.
     #[error(
         "invalid model URI '{uri}': expected models:/<name>@<alias> or models:/<name>/<version>"
     )]
-    BadModelUri { uri: String },
+    BadModelUri {
+        /// The URI as given.
+        uri: String,
+    },
 
     /// A run's or version's artifact location is not one this client can read or write
     /// (only the `mlflow-artifacts:` proxy scheme is supported).
     #[error("unsupported artifact location '{uri}': {reason}")]
-    UnsupportedArtifactUri { uri: String, reason: String },
+    UnsupportedArtifactUri {
+        /// The artifact location.
+        uri: String,
+        /// Why it is not supported.
+        reason: String,
+    },
 
     /// A run, model, version or alias the caller named does not exist.
     #[error("{what} not found")]
-    NotFound { what: String },
+    NotFound {
+        /// What was not found, as it reads in the message (e.g. `run <id> in <dir>`).
+        what: String,
+    },
 
     /// Bad configuration (tracking URI, retry settings from the environment).
     #[error("invalid configuration {name}='{value}': {reason}")]
     Config {
+        /// The setting's name (an environment variable such as `MLFLOW_TRACKING_URI`).
         name: String,
+        /// The value given.
         value: String,
+        /// What is wrong with it.
         reason: String,
     },
 
@@ -90,8 +127,11 @@ pub enum Error {
     /// downloads).
     #[error("{op} {}: {source}", path.display())]
     Io {
+        /// What was being done (`creating`, `reading`…).
         op: &'static str,
+        /// The file or directory.
         path: PathBuf,
+        /// The I/O error.
         #[source]
         source: std::io::Error,
     },
@@ -99,7 +139,9 @@ pub enum Error {
     /// A JSON file of the local registry could not be read or written.
     #[error("bad JSON in {}: {source}", path.display())]
     LocalJson {
+        /// The JSON file.
         path: PathBuf,
+        /// The JSON error.
         #[source]
         source: serde_json::Error,
     },

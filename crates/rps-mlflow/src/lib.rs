@@ -23,6 +23,8 @@
 //! # let _ = dir; Ok(()) }
 //! ```
 
+#![deny(missing_docs)]
+
 pub mod client;
 pub mod error;
 pub mod registry;

@@ -103,8 +103,11 @@ pub enum SourceError {
         "registry {registry}: model '{name}' has no version with alias '{alias}' (train and promote one first)"
     )]
     NoAlias {
+        /// The registry (`MLflow at <url>` or `local registry at <dir>`).
         registry: String,
+        /// The registered model's name.
         name: String,
+        /// The alias looked up.
         alias: String,
     },
 
@@ -112,15 +115,21 @@ pub enum SourceError {
     /// classification (4 when MLflow failed after retries, 2 for a bad name or version).
     #[error("registry {registry}: {reason}")]
     Registry {
+        /// The registry (its description, or the directory given when it could not be opened).
         registry: String,
+        /// The registry client's error message.
         reason: String,
+        /// The exit code the registry client's error maps to.
         code: ExitCode,
     },
 
     /// A registry source was handed a candidate without a version (one probed from another
     /// source).
     #[error("registry candidate {key} has no version")]
-    NoVersion { key: String },
+    NoVersion {
+        /// The candidate's key.
+        key: String,
+    },
 
     /// The package directory could not be read.
     #[error(transparent)]

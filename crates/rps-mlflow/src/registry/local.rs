@@ -35,17 +35,26 @@ const VERSION_FILE: &str = "version.json";
 /// A run as the local registry stores it (`run.json`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LocalRun {
+    /// The run's id (32 hex characters).
     pub run_id: String,
+    /// The experiment's name.
     pub experiment: String,
+    /// The run's display name.
     pub run_name: String,
+    /// The run's status.
     pub status: RunStatus,
+    /// Start, ms since the epoch (UTC).
     pub start_time: i64,
+    /// End, ms since the epoch (UTC); `None` while the run has not ended.
     #[serde(default)]
     pub end_time: Option<i64>,
+    /// The run's tags, by key.
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
+    /// The run's params, by key.
     #[serde(default)]
     pub params: BTreeMap<String, String>,
+    /// The datasets logged as inputs, first record per (name, digest).
     #[serde(default)]
     pub inputs: Vec<Dataset>,
 }
@@ -58,6 +67,7 @@ struct VersionFile {
     created_at: i64,
 }
 
+/// The embedded registry in one directory (layout in the module docs).
 #[derive(Debug, Clone)]
 pub struct LocalRegistry {
     dir: PathBuf,
@@ -76,10 +86,12 @@ impl LocalRegistry {
         })
     }
 
+    /// The registry directory (canonicalised).
     pub fn dir(&self) -> &Path {
         &self.dir
     }
 
+    /// `local registry at <dir>`, for messages and reports.
     pub fn describe(&self) -> String {
         format!("local registry at {}", self.dir.display())
     }

@@ -8,6 +8,7 @@ use crate::client::{MlflowClient, clean_rel_path, now_ms};
 use crate::error::{Error, Result};
 use crate::types::{Metric, ModelVersionInfo, Param, RunStatus};
 
+/// The registry on an MLflow tracking server.
 #[derive(Debug, Clone)]
 pub struct MlflowRegistry {
     client: MlflowClient,
@@ -23,6 +24,7 @@ fn to_version(v: ModelVersionInfo) -> ModelVersion {
 }
 
 impl MlflowRegistry {
+    /// The registry on the server `client` talks to.
     pub fn new(client: MlflowClient) -> Self {
         MlflowRegistry { client }
     }
@@ -32,6 +34,7 @@ impl MlflowRegistry {
         &self.client
     }
 
+    /// `MLflow at <base URL>`, for messages and reports.
     pub fn describe(&self) -> String {
         format!("MLflow at {}", self.client.base_url())
     }

@@ -18,9 +18,11 @@ use crate::types::{DatasetInput, DatasetRecord, Metric, RunStatus, Tag};
 /// A run started by [`Registry::start_run`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunHandle {
+    /// The run's id (32 hex characters).
     pub run_id: String,
     /// MLflow: the experiment id; local: the experiment name.
     pub experiment_id: String,
+    /// The run's display name.
     pub run_name: String,
     /// MLflow: `mlflow-artifacts:/<exp>/<run>/artifacts`; local: the run's artifact directory.
     pub artifact_uri: String,
@@ -32,12 +34,19 @@ pub struct RunHandle {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Dataset {
+    /// The dataset's name.
     pub name: String,
+    /// A content digest, 1 to 36 characters.
     pub digest: String,
+    /// The kind of source (`local`, `s3`…).
     pub source_type: String,
+    /// Where the data is, as a JSON string (e.g. `{"uri": …}`).
     pub source: String,
+    /// The dataset's schema as a JSON string; may be empty.
     pub schema: String,
+    /// Summary figures as a JSON string; may be empty.
     pub profile: String,
+    /// What the run used it for (`training`); empty = no `mlflow.data.context` tag.
     pub context: String,
 }
 
@@ -68,20 +77,38 @@ impl Dataset {
 /// directory).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ModelVersion {
+    /// The registered model's name.
     pub name: String,
+    /// The version, a decimal string.
     pub version: String,
+    /// The run that produced the version.
     pub run_id: String,
+    /// Where the package lives (see above).
     pub source: String,
 }
 
 /// A parsed `models:/<name>@<alias>` or `models:/<name>/<version>` reference.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ModelUri {
-    Alias { name: String, alias: String },
-    Version { name: String, version: String },
+    /// `models:/<name>@<alias>`.
+    Alias {
+        /// The registered model's name.
+        name: String,
+        /// The alias (`champion`).
+        alias: String,
+    },
+    /// `models:/<name>/<version>`.
+    Version {
+        /// The registered model's name.
+        name: String,
+        /// The version, all digits.
+        version: String,
+    },
 }
 
 impl ModelUri {
+    /// Parses a `models:/` URI (a trailing `/` is ignored); anything else is
+    /// [`Error::BadModelUri`].
     pub fn parse(uri: &str) -> Result<ModelUri> {
         let bad = || Error::BadModelUri {
             uri: uri.to_string(),
@@ -113,6 +140,7 @@ impl ModelUri {
         }
     }
 
+    /// The registered model's name.
     pub fn name(&self) -> &str {
         match self {
             ModelUri::Alias { name, .. } | ModelUri::Version { name, .. } => name,
@@ -133,7 +161,9 @@ impl std::fmt::Display for ModelUri {
 /// [`Registry::from_env`].
 #[derive(Debug, Clone)]
 pub enum Registry {
+    /// The embedded registry directory.
     Local(LocalRegistry),
+    /// An MLflow tracking server.
     Mlflow(MlflowRegistry),
 }
 
@@ -159,6 +189,8 @@ impl Registry {
         )))
     }
 
+    /// Starts a run (status RUNNING, start time now) in `experiment`, with `tags`. MLflow:
+    /// the experiment is looked up by name and created if missing.
     pub async fn start_run(
         &self,
         experiment: &str,
@@ -196,6 +228,8 @@ impl Registry {
         }
     }
 
+    /// Logs a dataset as an input of the run. A (name, digest) pair logged again keeps its
+    /// first record.
     pub async fn log_input(&self, run: &RunHandle, ds: &Dataset) -> Result<()> {
         match self {
             Registry::Local(r) => r.log_input(run, ds),
