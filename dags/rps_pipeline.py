@@ -15,7 +15,7 @@ Design decisions (see the README, section "Airflow"):
 * Extract re-fetches ``overlap_hours`` before the interval as well. Extract is idempotent (keyed
   on coin+hour), so with ``catchup=False`` an API outage costs nothing: the task retries with
   exponential backoff, and the next successful run fills the hours the outage missed.
-* Exit codes of the stages (DESIGN.md section 3): 2 (bad input) and 3 (quality failure, gate
+* Exit codes of the stages (crates/rps-core/src/exit.rs): 2 (bad input) and 3 (quality failure, gate
   refusal) fail the task at once - retrying cannot fix bad data - while 4 (an external service
   failed) and anything else is retried. No stage uses 99, and ``skip_on_exit_code=None`` makes
   sure no exit code is ever read as "skipped".
@@ -56,7 +56,7 @@ DAG_ID = "rps_pipeline"
 # (dvc.yaml, params.yaml, data/, reports/, models/ live there). Computed from __file__ only.
 DEFAULT_WORKDIR = str(Path(__file__).resolve().parent.parent)
 
-# Exit codes that a retry cannot fix (DESIGN.md section 3).
+# Exit codes that a retry cannot fix (crates/rps-core/src/exit.rs).
 NO_RETRY_EXIT_CODES = {2: "bad usage or bad input", 3: "data quality failure or gate refusal"}
 
 # Defaults mirror params.yaml (dags/tests check that they agree); a run overrides them with
