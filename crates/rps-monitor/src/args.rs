@@ -45,11 +45,21 @@ pub struct DriftArgs {
 
     /// PSI above which a feature has drifted; a package with calibration raises it per feature
     /// to the PSI 99 % of its training windows of the same length stay below.
-    #[arg(long, env = "RPS_DRIFT_THRESHOLD", default_value_t = 0.2)]
+    #[arg(
+        long,
+        env = "RPS_DRIFT_THRESHOLD",
+        default_value_t = 0.2,
+        allow_negative_numbers = true
+    )]
     pub threshold: f64,
 
     /// Share of features (0-1] that must drift for a drift verdict (exit 3).
-    #[arg(long, env = "RPS_DRIFT_SHARE", default_value_t = 0.5)]
+    #[arg(
+        long,
+        env = "RPS_DRIFT_SHARE",
+        default_value_t = 0.5,
+        allow_negative_numbers = true
+    )]
     pub share: f64,
 
     /// Where to write the JSON report.
