@@ -87,6 +87,8 @@ impl CoreError {
 /// Renders an error and its sources on one line: `outer: inner: root`, skipping a cause whose
 /// text the line already holds (many errors repeat their source in their own message). The
 /// one renderer of error chains: binaries, the MLflow client and the API clients use it.
+/// Credentials in any URL of the text are masked ([`crate::redact::text`]), so a tracking URI
+/// with a password or a token query parameter never reaches a terminal, a log or a response.
 pub fn chain(err: &(dyn std::error::Error + 'static)) -> String {
     let mut out = String::new();
     let mut cur = Some(err);
@@ -100,5 +102,8 @@ pub fn chain(err: &(dyn std::error::Error + 'static)) -> String {
         }
         cur = e.source();
     }
-    out
+    match crate::redact::text(&out) {
+        std::borrow::Cow::Borrowed(_) => out,
+        std::borrow::Cow::Owned(clean) => clean,
+    }
 }

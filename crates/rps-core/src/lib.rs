@@ -9,6 +9,7 @@ pub mod error;
 pub mod exit;
 pub mod fs;
 pub mod parquet_io;
+pub mod redact;
 pub mod retry;
 pub mod schema;
 pub mod storage;

@@ -330,11 +330,14 @@ impl Client {
             return serde_json::from_slice::<T>(&bytes).map_err(|e| {
                 Attempt::Fail(ExtractError::Malformed {
                     endpoint: url.to_string(),
-                    reason: format!("{e} (body starts: {})", snippet(&bytes)),
+                    reason: format!(
+                        "{e} (body starts: {})",
+                        without_key(snippet(&bytes), self.key.expose_secret())
+                    ),
                 })
             });
         }
-        let message = error_message(&bytes);
+        let message = without_key(error_message(&bytes), self.key.expose_secret());
         match status {
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
                 Err(Attempt::Fail(ExtractError::Unauthorized {
@@ -384,13 +387,13 @@ fn parse_retry_after(v: &reqwest::header::HeaderValue) -> Option<Duration> {
 }
 
 /// The API's error description (`{"error":{"code":..,"status":..,"description":..}}`) or the
-/// start of the body.
+/// start of the body, at most 120 characters either way.
 fn error_message(body: &[u8]) -> String {
     if let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) {
         let e = v.get("error").unwrap_or(&v);
         for k in ["description", "message", "status"] {
             if let Some(s) = e.get(k).and_then(|s| s.as_str()) {
-                return s.to_string();
+                return clip(s);
             }
         }
     }
@@ -398,8 +401,20 @@ fn error_message(body: &[u8]) -> String {
     if s.is_empty() { "empty body".into() } else { s }
 }
 
+/// `text` with every occurrence of the API key masked: an upstream (or a proxy) that echoes
+/// the request headers must not put the key into our errors and logs.
+fn without_key(text: String, key: &str) -> String {
+    if key.len() < 4 || !text.contains(key) {
+        return text;
+    }
+    text.replace(key, rps_core::redact::MASK)
+}
+
 fn snippet(body: &[u8]) -> String {
-    let s = String::from_utf8_lossy(body);
+    clip(&String::from_utf8_lossy(body))
+}
+
+fn clip(s: &str) -> String {
     let s = s.trim();
     match s.char_indices().nth(120) {
         Some((i, _)) => format!("{}…", &s[..i]),
@@ -437,6 +452,15 @@ mod tests {
         assert_eq!(parse_retry_after(&v), Some(Duration::from_secs(7)));
         let past = reqwest::header::HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT");
         assert_eq!(parse_retry_after(&past), Some(Duration::ZERO));
+    }
+
+    #[test]
+    fn an_echoed_api_key_is_masked_and_a_long_description_clipped() {
+        let body = br#"{"error":{"description":"bad key k-9f8e7d6c5b4a for this plan"}}"#;
+        let m = without_key(error_message(body), "k-9f8e7d6c5b4a");
+        assert_eq!(m, "bad key *** for this plan");
+        let long = format!(r#"{{"error":{{"description":"{}"}}}}"#, "x".repeat(5000));
+        assert!(error_message(long.as_bytes()).chars().count() <= 121);
     }
 
     #[test]

@@ -57,3 +57,33 @@ async fn bad_flags_exit_2_naming_the_flag_and_a_drift_verdict_exits_3_with_its_r
     assert_eq!(r["share_needed"], 0.5, "{r}");
     assert_eq!(r["window_hours"], 168, "{r}");
 }
+
+/// A tracking URI with a password and a token, and a registry that is down: the run fails
+/// with exit 4 after its retries, and no byte of either secret reaches stdout or stderr (logs
+/// at trace level included), while the host stays named so the error is still useful.
+#[test]
+fn credentials_in_the_tracking_uri_never_reach_the_output_of_a_failing_run() {
+    let tmp = TempDir::new().unwrap();
+    let out = run(Command::new(BIN)
+        .args(["drift", "--store"])
+        .arg(tmp.path().join("store"))
+        .arg("--report")
+        .arg(tmp.path().join("drift.json"))
+        .env(
+            "MLFLOW_TRACKING_URI",
+            "http://rps:pa55-w0rd@127.0.0.1:9/?token=t0k3n-v4lue",
+        )
+        .env("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+        .env("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "0.01")
+        .env("RUST_LOG", "trace"));
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(4), "{all}");
+    for secret in ["pa55-w0rd", "t0k3n-v4lue"] {
+        assert!(!all.contains(secret), "{secret} printed:\n{all}");
+    }
+    assert!(all.contains("127.0.0.1:9"), "the host is still named: {all}");
+}

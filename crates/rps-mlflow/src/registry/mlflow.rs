@@ -36,7 +36,10 @@ impl MlflowRegistry {
 
     /// `MLflow at <base URL>`, for messages and reports.
     pub fn describe(&self) -> String {
-        format!("MLflow at {}", self.client.base_url())
+        format!(
+            "MLflow at {}",
+            rps_core::redact::url(self.client.base_url())
+        )
     }
 
     pub(crate) async fn start_run(
