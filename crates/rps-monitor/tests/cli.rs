@@ -85,5 +85,8 @@ fn credentials_in_the_tracking_uri_never_reach_the_output_of_a_failing_run() {
     for secret in ["pa55-w0rd", "t0k3n-v4lue"] {
         assert!(!all.contains(secret), "{secret} printed:\n{all}");
     }
-    assert!(all.contains("127.0.0.1:9"), "the host is still named: {all}");
+    assert!(
+        all.contains("127.0.0.1:9"),
+        "the host is still named: {all}"
+    );
 }
