@@ -29,8 +29,18 @@ pub fn code_for(
     ExitCode::Internal
 }
 
+/// Writes a line of results to stdout. A closed or full stdout (a reader that went away)
+/// loses the line but never panics the process, as `println!` would (exit 101).
+pub fn say(line: impl std::fmt::Display) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
 /// What every `main` ends with: logs nothing on success; on failure prints
-/// `error: <one line>` to stderr and returns the mapped exit code.
+/// `error: <one line>` to stderr and returns the mapped exit code. An unwritable stderr
+/// loses the message, not the exit code.
 pub fn finish(
     result: anyhow::Result<ExitCode>,
     classify: impl Fn(&(dyn StdError + 'static)) -> Option<ExitCode>,
@@ -39,7 +49,8 @@ pub fn finish(
         Ok(code) => code.into(),
         Err(err) => {
             let code = code_for(&err, classify);
-            eprintln!("error: {}", one_line(&err));
+            use std::io::Write;
+            let _ = writeln!(std::io::stderr(), "error: {}", one_line(&err));
             code.into()
         }
     }

@@ -14,7 +14,7 @@ pub mod model;
 pub mod telemetry;
 
 pub use args::{CoinList, CommonArgs};
-pub use exit::finish;
+pub use exit::{finish, say};
 #[cfg(feature = "model")]
 pub use model::ModelArgs;
 pub use telemetry::LogFormat;

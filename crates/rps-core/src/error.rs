@@ -68,20 +68,85 @@ pub enum CoreError {
 
 impl CoreError {
     /// The process exit code this error maps to (crates/rps-core/src/exit.rs).
+    ///
+    /// A store that cannot take or give data (a full disk, a read-only or permission-denied
+    /// directory, S3 failing) is an external fault (4, which Airflow retries); a file or key
+    /// that is missing or does not decode is bad input (2).
     pub fn exit_code(&self) -> ExitCode {
         match self {
             CoreError::BadLocation { .. } | CoreError::BadFile { .. } => ExitCode::BadInput,
-            CoreError::Io { .. } => ExitCode::BadInput,
-            CoreError::Write { location, .. } | CoreError::Read { location, .. } => {
+            CoreError::Io { source, .. } => io_exit_code(source.kind()),
+            CoreError::Write { source, .. } => {
+                io_kind_in(source.as_ref()).map_or(ExitCode::External, io_exit_code)
+            }
+            CoreError::Read {
+                location, source, ..
+            } => {
                 if location.starts_with("s3://") {
                     ExitCode::External
-                } else {
+                } else if matches!(**source, object_store::Error::NotFound { .. }) {
                     ExitCode::BadInput
+                } else {
+                    io_kind_in(source.as_ref()).map_or(ExitCode::BadInput, io_exit_code)
                 }
             }
             CoreError::Encode { .. } => ExitCode::Internal,
         }
     }
+
+    /// A Parquet writer's or reader's error for `key`: an I/O failure underneath (a full
+    /// disk, a closed pipe) becomes [`CoreError::Io`], the rest [`CoreError::Encode`].
+    pub fn from_parquet(key: &str, e: parquet::errors::ParquetError) -> CoreError {
+        if let parquet::errors::ParquetError::External(inner) = &e
+            && let Some(io) = inner.downcast_ref::<std::io::Error>()
+        {
+            return CoreError::Io {
+                location: key.to_string(),
+                source: std::io::Error::new(io.kind(), io.to_string()),
+            };
+        }
+        CoreError::Encode {
+            key: key.to_string(),
+            reason: e.to_string(),
+        }
+    }
+}
+
+/// The exit code of a failed I/O operation of the store: missing or malformed input and a
+/// store path that runs into a file are the caller's (2: a retry cannot help); anything else
+/// (no space, read-only, permissions, interrupted) the system's (4).
+fn io_exit_code(kind: std::io::ErrorKind) -> ExitCode {
+    use std::io::ErrorKind::{
+        AlreadyExists, InvalidData, InvalidFilename, InvalidInput, IsADirectory, NotADirectory,
+        NotFound, UnexpectedEof,
+    };
+    if matches!(
+        kind,
+        NotFound
+            | InvalidInput
+            | InvalidData
+            | UnexpectedEof
+            | NotADirectory
+            | IsADirectory
+            | AlreadyExists
+            | InvalidFilename
+    ) {
+        ExitCode::BadInput
+    } else {
+        ExitCode::External
+    }
+}
+
+/// The kind of the first I/O error in an error's source chain.
+fn io_kind_in(err: &(dyn std::error::Error + 'static)) -> Option<std::io::ErrorKind> {
+    let mut cur = Some(err);
+    while let Some(e) = cur {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            return Some(io.kind());
+        }
+        cur = e.source();
+    }
+    None
 }
 
 /// Renders an error and its sources on one line: `outer: inner: root`, skipping a cause whose
@@ -105,5 +170,71 @@ pub fn chain(err: &(dyn std::error::Error + 'static)) -> String {
     match crate::redact::text(&out) {
         std::borrow::Cow::Borrowed(_) => out,
         std::borrow::Cow::Owned(clean) => clean,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Error as IoError, ErrorKind};
+
+    fn write_error(kind: ErrorKind) -> CoreError {
+        CoreError::Write {
+            location: "/data/store".into(),
+            key: "raw/BTC.parquet".into(),
+            source: Box::new(object_store::Error::Generic {
+                store: "LocalFileSystem",
+                source: Box::new(IoError::from(kind)),
+            }),
+        }
+    }
+
+    #[test]
+    fn a_store_that_cannot_take_data_is_an_external_fault_and_missing_input_is_bad_input() {
+        for kind in [
+            ErrorKind::StorageFull,
+            ErrorKind::ReadOnlyFilesystem,
+            ErrorKind::PermissionDenied,
+        ] {
+            assert_eq!(write_error(kind).exit_code(), ExitCode::External, "{kind}");
+            let io = CoreError::Io {
+                location: "/data/store".into(),
+                source: IoError::from(kind),
+            };
+            assert_eq!(io.exit_code(), ExitCode::External, "{kind}");
+        }
+        let missing = CoreError::Read {
+            location: "/data/store".into(),
+            key: "raw/BTC.parquet".into(),
+            source: Box::new(object_store::Error::NotFound {
+                path: "raw/BTC.parquet".into(),
+                source: Box::new(IoError::from(ErrorKind::NotFound)),
+            }),
+        };
+        assert_eq!(missing.exit_code(), ExitCode::BadInput);
+        let unreadable = CoreError::Read {
+            location: "/data/store".into(),
+            key: "raw/BTC.parquet".into(),
+            source: Box::new(object_store::Error::Generic {
+                store: "LocalFileSystem",
+                source: Box::new(IoError::from(ErrorKind::PermissionDenied)),
+            }),
+        };
+        assert_eq!(unreadable.exit_code(), ExitCode::External);
+    }
+
+    #[test]
+    fn a_full_disk_under_the_parquet_writer_is_an_io_fault_not_an_encoding_bug() {
+        let full = parquet::errors::ParquetError::External(Box::new(IoError::from(
+            ErrorKind::StorageFull,
+        )));
+        let e = CoreError::from_parquet("features/BTC.parquet", full);
+        assert!(matches!(e, CoreError::Io { .. }), "{e}");
+        assert_eq!(e.exit_code(), ExitCode::External);
+        let bug = parquet::errors::ParquetError::General("bad schema".into());
+        assert_eq!(
+            CoreError::from_parquet("k", bug).exit_code(),
+            ExitCode::Internal
+        );
     }
 }

@@ -1,7 +1,11 @@
 //! The one atomic local file write of the workspace: data goes to a hidden temp file in the
-//! target's directory (`.<name>.tmp<random>`), which is renamed over the target only once
-//! the writer succeeded, so a reader (or a later stage, or DVC) sees the old file or the new
-//! one, never half of one. On error the temp file is removed and the old file kept.
+//! target's directory (`.<name>.tmp<pid>.<random>`), which is renamed over the target only
+//! once the writer succeeded, so a reader (or a later stage, or DVC) sees the old file or the
+//! new one, never half of one. On error the temp file is removed and the old file kept.
+//!
+//! A process killed mid-write cannot remove its temp file; the next write of the same target
+//! removes the temp files of processes that no longer run ([`remove_stale`]), and the
+//! project's `.dvcignore` keeps DVC from ever tracking one.
 
 use std::fs::File;
 use std::io;
@@ -27,8 +31,9 @@ pub fn write_with<E>(
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
+    remove_stale(dir, &name);
     let mut tmp = tempfile::Builder::new()
-        .prefix(&format!(".{name}.tmp"))
+        .prefix(&format!(".{name}.tmp{}.", std::process::id()))
         .tempfile_in(dir)
         .map_err(&io_err)?;
     // On any failure below `tmp` (or the NamedTempFile inside the persist error) is dropped,
@@ -37,6 +42,49 @@ pub fn write_with<E>(
     io::Write::flush(tmp.as_file_mut()).map_err(&io_err)?;
     tmp.persist(path).map_err(|e| io_err(e.error))?;
     Ok(())
+}
+
+/// Removes what killed writers of `name` left in `dir`: `.<name>.tmp<pid>.*` files of
+/// processes that are gone (on Linux, where `/proc` tells), and `<name>#<n>` files, the
+/// staging files of object_store's local backend that earlier versions wrote through.
+/// Best effort: a file that cannot be removed is left (and logged).
+pub fn remove_stale(dir: &Path, name: &str) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let tmp_prefix = format!(".{name}.tmp");
+    let staging_prefix = format!("{name}#");
+    for e in entries.flatten() {
+        let file = e.file_name();
+        let file = file.to_string_lossy();
+        let stale = if let Some(rest) = file.strip_prefix(&tmp_prefix) {
+            rest.split('.')
+                .next()
+                .and_then(|pid| pid.parse::<u32>().ok())
+                .is_some_and(|pid| pid != std::process::id() && !process_alive(pid))
+        } else if let Some(n) = file.strip_prefix(&staging_prefix) {
+            !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())
+        } else {
+            false
+        };
+        if stale {
+            match std::fs::remove_file(e.path()) {
+                Ok(()) => {
+                    tracing::info!(file = %e.path().display(), "removed a temp file a killed run left")
+                }
+                Err(err) => {
+                    tracing::warn!(file = %e.path().display(), error = %err, "cannot remove a stale temp file")
+                }
+            }
+        }
+    }
+}
+
+/// Whether a process runs (Linux: `/proc/<pid>` exists; elsewhere assumed alive, so
+/// nothing is removed that might still be written).
+pub fn process_alive(pid: u32) -> bool {
+    let proc = Path::new("/proc");
+    !proc.is_dir() || proc.join(pid.to_string()).exists()
 }
 
 /// Writes `bytes` to `path` atomically (see [`write_with`]).
@@ -68,6 +116,38 @@ mod tests {
         write(&p, b"new").unwrap();
         assert_eq!(std::fs::read(&p).unwrap(), b"new");
         assert_eq!(names(&dir.path().join("reports")), ["a.json"]);
+    }
+
+    #[test]
+    fn temp_files_of_killed_writers_are_removed_by_the_next_write_and_live_ones_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("BTC.parquet");
+        // A pid far above any pid_max (2^22) is not running; ours is.
+        let dead = dir.path().join(".BTC.parquet.tmp99999999.abc123");
+        let live = dir
+            .path()
+            .join(format!(".BTC.parquet.tmp{}.xyz", std::process::id()));
+        let staging = dir.path().join("BTC.parquet#3");
+        let other = dir.path().join(".ETH.parquet.tmp99999999.abc");
+        for f in [&dead, &live, &staging, &other] {
+            std::fs::write(f, b"half").unwrap();
+        }
+        write(&p, b"new").unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"new");
+        let left = names(dir.path());
+        assert!(
+            !left.contains(&".BTC.parquet.tmp99999999.abc123".to_string()),
+            "{left:?}"
+        );
+        assert!(!left.contains(&"BTC.parquet#3".to_string()), "{left:?}");
+        assert!(
+            live.exists(),
+            "a running writer's temp file is kept: {left:?}"
+        );
+        assert!(
+            other.exists(),
+            "another target's temp file is not touched: {left:?}"
+        );
     }
 
     #[test]

@@ -21,10 +21,7 @@ pub fn encode(
     metadata: &[(String, String)],
     key: &str,
 ) -> Result<Bytes> {
-    let enc = |e: parquet::errors::ParquetError| CoreError::Encode {
-        key: key.to_string(),
-        reason: e.to_string(),
-    };
+    let enc = |e: parquet::errors::ParquetError| CoreError::from_parquet(key, e);
     let kv = metadata
         .iter()
         .map(|(k, v)| parquet::file::metadata::KeyValue::new(k.clone(), v.clone()))

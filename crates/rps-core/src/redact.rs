@@ -13,6 +13,28 @@ use std::borrow::Cow;
 /// What replaces a removed credential.
 pub const MASK: &str = "***";
 
+/// Echoed text clipped to at most `max` bytes (at a character boundary, surrounding
+/// whitespace trimmed), with the full length said: an upstream error body, a path or a value
+/// a client sent never makes an error line or response grow without bound.
+pub fn clip(s: &str, max: usize) -> String {
+    let s = s.trim();
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} bytes in total)", &s[..end], s.len())
+}
+
+/// [`clip`] in place (no allocation when `s` is already short enough).
+pub fn clip_in_place(s: &mut String, max: usize) {
+    if s.len() > max {
+        *s = clip(s, max);
+    }
+}
+
 /// Query parameter names whose value is a secret, compared case-insensitively; a name that
 /// contains any of [`SECRET_PARTS`] counts too.
 const SECRET_PARAMS: &[&str] = &["sig", "key", "auth", "code", "pass", "pwd"];
@@ -179,5 +201,18 @@ mod tests {
         ] {
             assert!(!text(s).contains("hunter2"), "{s} -> {}", text(s));
         }
+    }
+
+    #[test]
+    fn clipping_keeps_short_text_and_cuts_long_text_at_a_char_boundary() {
+        assert_eq!(clip("  short  ", 10), "short");
+        let long = "é".repeat(1000);
+        let c = clip(&long, 101);
+        assert!(c.starts_with(&"é".repeat(50)), "{c}");
+        assert!(c.ends_with("… (2000 bytes in total)"), "{c}");
+        assert!(c.len() < 140, "{}", c.len());
+        let mut s = "x".repeat(10_000);
+        clip_in_place(&mut s, 600);
+        assert!(s.len() < 640, "{}", s.len());
     }
 }

@@ -139,7 +139,27 @@ impl Store {
     }
 
     /// Writes a whole object atomically (readers see the old or the new bytes, never a mix).
+    /// Locally through [`crate::fs::write`], whose temp files a killed run's successor
+    /// removes and `.dvcignore` hides; on S3 one PUT.
     pub async fn put(&self, key: &str, bytes: Bytes) -> Result<()> {
+        if !self.is_s3() {
+            let rel = key.trim_start_matches('/');
+            if rel.is_empty()
+                || rel
+                    .split('/')
+                    .any(|seg| seg.is_empty() || seg == "." || seg == "..")
+            {
+                return Err(CoreError::BadLocation {
+                    location: format!("{}/{key}", self.location),
+                    reason: "not a key inside the store".into(),
+                });
+            }
+            let path = std::path::Path::new(&self.location).join(rel);
+            return crate::fs::write(&path, &bytes).map_err(|source| CoreError::Io {
+                location: format!("{}/{key}", self.location),
+                source,
+            });
+        }
         self.inner
             .put(&self.path(key), PutPayload::from_bytes(bytes))
             .await

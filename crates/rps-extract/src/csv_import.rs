@@ -118,6 +118,8 @@ pub fn import_bytes(
         }
     })?;
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    // The one use of the clock: no bar may be newer than the current hour.
+    let newest_hour = rps_core::time::floor_hour(chrono::Utc::now().timestamp_millis());
     if text.trim().is_empty() {
         return Err(ExtractError::Empty {
             file: file.into(),
@@ -209,7 +211,7 @@ pub fn import_bytes(
             *out.skipped_coins.entry(coin).or_default() += 1;
             continue;
         }
-        let ts = match parse_ts(&record[i_ts]) {
+        let ts = match parse_ts(&record[i_ts]).and_then(|t| in_bounds(t, newest_hour)) {
             Ok(t) => Some(t),
             Err(reason) => {
                 fail(&header[i_ts], reason);
@@ -398,6 +400,32 @@ impl BadValues {
     }
 }
 
+/// The earliest hour a bar may have: 2009-01-01T00:00:00Z (the first Bitcoin block is of
+/// 2009-01-03). Anything earlier is a unit or parsing mistake (a 1970 date is seconds read
+/// as milliseconds, or a zero).
+pub const MIN_TS: i64 = 1_230_768_000_000;
+
+/// Refuses a bar time before [`MIN_TS`] or after `newest` (the current hour: a bar from the
+/// future would make every later forecast and freshness check wrong, and could not be
+/// replaced by a real one).
+pub fn in_bounds(ts: i64, newest: i64) -> std::result::Result<i64, String> {
+    if ts < MIN_TS {
+        Err(format!(
+            "{} is before 2009-01-01, earlier than any coin's trading (seconds read as \
+             milliseconds?)",
+            rps_core::time::fmt_ms(ts)
+        ))
+    } else if ts > newest {
+        Err(format!(
+            "{} is after the current hour {}: a bar from the future",
+            rps_core::time::fmt_ms(ts),
+            rps_core::time::fmt_ms(newest)
+        ))
+    } else {
+        Ok(ts)
+    }
+}
+
 /// Parses a bar time: unix seconds or milliseconds (values of 10^11 and above are read as
 /// milliseconds: 10^11 s is the year 5138, 10^11 ms is 1973), or an ISO date-time in UTC.
 /// The time must be the start of a UTC hour.
@@ -517,13 +545,35 @@ mod tests {
     }
 
     #[test]
+    fn bars_before_2009_or_after_the_current_hour_are_refused_naming_the_row() {
+        let now = 0; // ingested_at is metadata only; the bound is the clock's current hour
+        let csv = "unix,date,symbol,open,high,low,close\n\
+                   1646092800,2022-03-01 00:00:00,BTC/USD,1,1,1,1\n\
+                   4070908800,2099-01-01 00:00:00,BTC/USD,1,1,1,1\n";
+        let e = import_bytes(csv.as_bytes(), "f.csv", &CsvOptions::default(), now)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("f.csv") && e.contains("row 2") && e.contains("2099-01-01"),
+            "{e}"
+        );
+        assert!(e.contains("future"), "{e}");
+        let csv = "unix,date,symbol,open,high,low,close\n0,1970-01-01,BTC/USD,1,1,1,1\n";
+        let e = import_bytes(csv.as_bytes(), "f.csv", &CsvOptions::default(), now)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("row 1") && e.contains("before 2009"), "{e}");
+    }
+
+    #[test]
     fn a_newest_first_export_comes_out_ascending() {
         let text = format!(
-            "{HEAD}7200,x,BTC/USD,3,4,2,3.5,1,10\n3600,x,BTC/USD,2,3,1,2.5,1,20\n0,x,BTC/USD,1,2,0.5,1.5,1,30\n"
+            "{HEAD}1646100000,x,BTC/USD,3,4,2,3.5,1,10\n1646096400,x,BTC/USD,2,3,1,2.5,1,20\n1646092800,x,BTC/USD,1,2,0.5,1.5,1,30\n"
         );
         let got = import(&text).unwrap();
         let ts: Vec<i64> = got.bars["BTC"].iter().map(|b| b.ts).collect();
-        assert_eq!(ts, vec![0, HOUR_MS, 2 * HOUR_MS]);
+        let t0 = 1_646_092_800_000;
+        assert_eq!(ts, vec![t0, t0 + HOUR_MS, t0 + 2 * HOUR_MS]);
         assert_eq!(
             got.bars["BTC"][0].volume,
             Some(30.0),
@@ -556,7 +606,9 @@ mod tests {
 
     #[test]
     fn a_non_numeric_price_is_reported_with_its_row_and_field() {
-        let text = format!("{HEAD}7200,x,BTC/USD,3,4,2,3.5,1,10\n3600,x,BTC/USD,2,3,1,abc,1,20\n");
+        let text = format!(
+            "{HEAD}1646100000,x,BTC/USD,3,4,2,3.5,1,10\n1646096400,x,BTC/USD,2,3,1,abc,1,20\n"
+        );
         let err = import(&text).unwrap_err().to_string();
         assert!(
             err.contains("row 2") && err.contains("line 3") && err.contains("'Close'"),
@@ -566,7 +618,9 @@ mod tests {
 
     #[test]
     fn several_bad_values_are_counted_and_the_first_named() {
-        let text = format!("{HEAD}7200,x,BTC/USD,-3,4,2,3.5,1,10\n3600,x,BTC/USD,2,3,1,abc,1,20\n");
+        let text = format!(
+            "{HEAD}1646100000,x,BTC/USD,-3,4,2,3.5,1,10\n1646096400,x,BTC/USD,2,3,1,abc,1,20\n"
+        );
         let err = import(&text).unwrap_err().to_string();
         assert!(
             err.contains("row 1") && err.contains("negative price") && err.contains("first of 2"),
@@ -592,10 +646,10 @@ mod tests {
 
     #[test]
     fn an_exact_repeat_is_dropped_but_a_conflicting_one_is_refused() {
-        let row = "3600,x,BTC/USD,2,3,1,2.5,1,20\n";
+        let row = "1646096400,x,BTC/USD,2,3,1,2.5,1,20\n";
         let got = import(&format!("{HEAD}{row}{row}")).unwrap();
         assert_eq!((got.bars["BTC"].len(), got.exact_duplicates), (1, 1));
-        let err = import(&format!("{HEAD}{row}3600,x,BTC/USD,2,3,1,2.6,1,20\n"))
+        let err = import(&format!("{HEAD}{row}1646096400,x,BTC/USD,2,3,1,2.6,1,20\n"))
             .unwrap_err()
             .to_string();
         assert!(
@@ -606,8 +660,9 @@ mod tests {
 
     #[test]
     fn the_cryptodatadownload_url_line_above_the_header_is_skipped() {
-        let text =
-            format!("https://www.CryptoDataDownload.com\n{HEAD}3600,x,BTC/USD,2,3,1,x,1,20\n");
+        let text = format!(
+            "https://www.CryptoDataDownload.com\n{HEAD}1646096400,x,BTC/USD,2,3,1,x,1,20\n"
+        );
         let err = import(&text).unwrap_err().to_string();
         assert!(err.contains("row 1 (line 3)"), "{err}");
     }

@@ -415,11 +415,7 @@ fn snippet(body: &[u8]) -> String {
 }
 
 fn clip(s: &str) -> String {
-    let s = s.trim();
-    match s.char_indices().nth(120) {
-        Some((i, _)) => format!("{}…", &s[..i]),
-        None => s.to_string(),
-    }
+    rps_core::redact::clip(s, 120)
 }
 
 #[cfg(test)]
@@ -460,7 +456,8 @@ mod tests {
         let m = without_key(error_message(body), "k-9f8e7d6c5b4a");
         assert_eq!(m, "bad key *** for this plan");
         let long = format!(r#"{{"error":{{"description":"{}"}}}}"#, "x".repeat(5000));
-        assert!(error_message(long.as_bytes()).chars().count() <= 121);
+        let m = error_message(long.as_bytes());
+        assert!(m.len() < 160 && m.ends_with("bytes in total)"), "{m}");
     }
 
     #[test]

@@ -17,7 +17,7 @@ async fn main() -> std::process::ExitCode {
         .await
         .context("Failed to extract")
         .map(|summary| {
-            println!("{summary}");
+            rps_cli::say(summary);
             ExitCode::Ok
         });
     rps_cli::finish(result, classify)

@@ -393,10 +393,7 @@ impl<W: std::io::Write + Send> FeatureFileWriter<W> {
 }
 
 fn encode_error(key: &str, e: parquet::errors::ParquetError) -> CoreError {
-    CoreError::Encode {
-        key: key.to_string(),
-        reason: e.to_string(),
-    }
+    CoreError::from_parquet(key, e)
 }
 
 /// Writes a frame as a feature file into `out`, one row group at a time, and returns `out`.
@@ -579,7 +576,7 @@ mod tests {
     }
 
     #[test]
-    fn a_write_error_mid_file_is_an_encode_error_naming_the_file() {
+    fn a_write_error_mid_file_is_an_io_fault_naming_the_file() {
         let b = bars(0..(ROW_GROUP_ROWS as i64 * 4));
         let err = write_blocks_to(
             "BTC",
@@ -590,7 +587,10 @@ mod tests {
             "features/BTC.parquet",
         )
         .unwrap_err();
-        assert!(matches!(err, CoreError::Encode { .. }), "{err}");
+        // An I/O failure under the writer (a full disk) is the system's fault (exit 4, which
+        // Airflow retries), not an encoding bug (exit 1).
+        assert!(matches!(err, CoreError::Io { .. }), "{err}");
+        assert_eq!(err.exit_code(), rps_core::ExitCode::External);
         assert!(err.to_string().contains("disk full"), "{err}");
         assert!(err.to_string().contains("features/BTC.parquet"), "{err}");
     }

@@ -1061,17 +1061,11 @@ fn api_error(endpoint: &str, status: StatusCode, body: &[u8]) -> Error {
     }
 }
 
+/// Upstream error bodies are clipped to this many bytes in errors and logs.
+const MAX_BODY_ECHO: usize = 2000;
+
 fn truncate(s: &str) -> String {
-    const MAX: usize = 2000;
-    let s = s.trim();
-    if s.len() <= MAX {
-        return s.to_string();
-    }
-    let mut end = MAX;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}... ({} bytes in total)", &s[..end], s.len())
+    rps_core::redact::clip(s, MAX_BODY_ECHO)
 }
 
 // --------------------------------------------------------------------- checks and batching

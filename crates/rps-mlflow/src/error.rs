@@ -179,7 +179,9 @@ impl Error {
             | Error::BadModelUri { .. }
             | Error::Invalid { .. }
             | Error::Config { .. }
-            | Error::UnsupportedArtifactUri { .. } => ExitCode::BadInput,
+            | Error::UnsupportedArtifactUri { .. }
+            // A registry file that does not parse is damaged data: a retry cannot help.
+            | Error::LocalJson { .. } => ExitCode::BadInput,
             Error::Api { error_code, .. } if error_code == "RESOURCE_DOES_NOT_EXIST" => {
                 ExitCode::BadInput
             }

@@ -344,3 +344,23 @@ fn concurrent_registrations_get_distinct_consecutive_versions() {
         12
     );
 }
+
+#[tokio::test]
+async fn a_damaged_version_file_is_bad_input_naming_the_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("registry");
+    let reg = Registry::Local(LocalRegistry::open(&dir).unwrap());
+    let run = reg.start_run("rps", "r", &[]).await.unwrap();
+    reg.log_artifact(&run, &make_package(tmp.path()), "model")
+        .await
+        .unwrap();
+    let mv = reg.register(&run, "m", "model").await.unwrap();
+    reg.set_alias("m", "champion", &mv.version).await.unwrap();
+    let vf = dir.join("models/m/versions/1/version.json");
+    assert!(vf.is_file(), "{}", vf.display());
+    std::fs::write(&vf, b"{ garbage").unwrap();
+
+    let e = reg.get_alias("m", "champion").await.unwrap_err();
+    assert_eq!(e.exit_code(), rps_core::ExitCode::BadInput, "{e}");
+    assert!(e.to_string().contains(vf.to_str().unwrap()), "{e}");
+}

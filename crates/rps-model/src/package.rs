@@ -24,6 +24,11 @@ pub fn flavor(kind: &str) -> String {
 }
 /// The metadata layout version this build writes and reads.
 pub const FORMAT_VERSION: u32 = 1;
+/// Longest lookback a package may declare: a year of hours, far beyond what a served window
+/// or the store's tail holds for any model here.
+pub const MAX_LOOKBACK: usize = 8_760;
+/// Most hidden units a package may declare.
+pub const MAX_HIDDEN: usize = 4_096;
 
 /// Standardisation statistics, fitted on the training split only.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -158,6 +163,17 @@ pub struct ModelMetadata {
     /// Training-split histograms of each input, for drift detection.
     #[serde(default)]
     pub reference: Vec<ReferenceHistogram>,
+    /// sha256 (hex) of `model.safetensors`, recorded by [`ModelPackage::save`] (whatever this
+    /// field held before) and verified by [`ModelPackage::load`]: damaged or swapped weights
+    /// are refused instead of served under the same version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weights_sha256: Option<String>,
+}
+
+/// The sha256 (hex) of a file.
+pub fn file_sha256(path: &Path) -> Result<String> {
+    let bytes = std::fs::read(path).map_err(ModelError::io(path))?;
+    Ok(hex::encode(Sha256::digest(&bytes)))
 }
 
 fn default_kind() -> String {
@@ -219,12 +235,16 @@ impl ModelPackage {
     }
 
     fn write_files(&self, dir: &Path) -> Result<()> {
-        self.weights.save(&dir.join(WEIGHTS_FILE))?;
-        let meta =
-            serde_json::to_vec_pretty(&self.metadata).map_err(|e| ModelError::BadPackage {
-                path: dir.join(METADATA_FILE),
-                reason: format!("metadata does not serialise: {e}"),
-            })?;
+        let wp = dir.join(WEIGHTS_FILE);
+        self.weights.save(&wp)?;
+        let metadata = ModelMetadata {
+            weights_sha256: Some(file_sha256(&wp)?),
+            ..self.metadata.clone()
+        };
+        let meta = serde_json::to_vec_pretty(&metadata).map_err(|e| ModelError::BadPackage {
+            path: dir.join(METADATA_FILE),
+            reason: format!("metadata does not serialise: {e}"),
+        })?;
         let p = dir.join(METADATA_FILE);
         std::fs::write(&p, meta).map_err(ModelError::io(&p))?;
         let p = dir.join(MLMODEL_FILE);
@@ -255,7 +275,26 @@ impl ModelPackage {
             path: mp.clone(),
             reason,
         })?;
-        let weights = kind.load(&dir.join(WEIGHTS_FILE), &metadata)?;
+        let wp = dir.join(WEIGHTS_FILE);
+        let Some(recorded) = metadata.weights_sha256.as_deref() else {
+            return Err(ModelError::BadPackage {
+                path: mp,
+                reason: "no weights_sha256: the weights cannot be checked (a package written \
+                         before checksums; retrain it)"
+                    .into(),
+            });
+        };
+        let actual = file_sha256(&wp)?;
+        if !actual.eq_ignore_ascii_case(recorded) {
+            return Err(ModelError::BadPackage {
+                path: wp,
+                reason: format!(
+                    "sha256 {actual} differs from the {recorded} recorded at training: the \
+                     weights were damaged or replaced"
+                ),
+            });
+        }
+        let weights = kind.load(&wp, &metadata)?;
         let pkg = ModelPackage { metadata, weights };
         pkg.check(dir)?;
         Ok(pkg)
@@ -278,6 +317,13 @@ impl ModelPackage {
         }
         if m.lookback == 0 || m.inputs.is_empty() {
             return bad("lookback and inputs must be non-empty".into());
+        }
+        if m.lookback > MAX_LOOKBACK || m.hidden > MAX_HIDDEN {
+            return bad(format!(
+                "lookback {} / hidden {} exceed what this build serves ({MAX_LOOKBACK} rows, \
+                 {MAX_HIDDEN} units): every forecast would need more history than exists",
+                m.lookback, m.hidden
+            ));
         }
         let n = m.inputs.len();
         if m.scaler.mean.len() != n || m.scaler.std.len() != n {

@@ -140,6 +140,7 @@ fn metadata(scaler: Scaler, hidden: usize) -> ModelMetadata {
         params: BTreeMap::new(),
         git_commit: "unknown".into(),
         reference: Vec::new(),
+        weights_sha256: None,
     }
 }
 

@@ -52,6 +52,7 @@ pub fn package(lookback: usize, hidden: usize) -> ModelPackage {
         params: BTreeMap::new(),
         git_commit: "unknown".into(),
         reference: Vec::new(),
+        weights_sha256: None,
     };
     ModelPackage {
         metadata,
@@ -69,7 +70,15 @@ fn a_package_round_trips_through_its_directory() {
         assert!(f.is_file(), "{}", f.display());
     }
     let back = ModelPackage::load(&p).unwrap();
-    assert_eq!(back.metadata, pkg.metadata);
+    let digest = back.metadata.weights_sha256.clone().unwrap();
+    assert_eq!(digest.len(), 64, "{digest}");
+    assert_eq!(
+        ModelMetadata {
+            weights_sha256: None,
+            ..back.metadata.clone()
+        },
+        pkg.metadata
+    );
     assert_eq!(back.weights, pkg.weights);
     let mlmodel = std::fs::read_to_string(p.join("MLmodel")).unwrap();
     assert!(
@@ -169,4 +178,38 @@ fn a_package_of_an_unknown_kind_is_refused_naming_the_known_ones() {
     pkg.metadata.kind = "prophet".into();
     let e = pkg.save(&dir.path().join("other")).unwrap_err().to_string();
     assert!(e.contains("does not match its weights"), "{e}");
+}
+
+#[test]
+fn weights_changed_after_training_are_refused_by_their_checksum() {
+    let dir = tempfile::tempdir().unwrap();
+    package(24, 8).save(dir.path()).unwrap();
+    let wp = dir.path().join("model.safetensors");
+    let mut bytes = std::fs::read(&wp).unwrap();
+    // Flip bytes of the tensor data (the end of the file), leaving a valid safetensors file
+    // whose numbers differ: without the checksum it loads and forecasts something else.
+    let n = bytes.len();
+    for b in &mut bytes[n - 64..] {
+        *b ^= 0x5a;
+    }
+    std::fs::write(&wp, &bytes).unwrap();
+    match ModelPackage::load(dir.path()) {
+        Err(ModelError::BadPackage { path, reason }) => {
+            assert!(path.ends_with("model.safetensors"), "{}", path.display());
+            assert!(
+                reason.contains("sha256") && reason.contains("damaged"),
+                "{reason}"
+            );
+        }
+        other => panic!("expected a checksum refusal, got {other:?}"),
+    }
+
+    // A package that records no checksum cannot be checked, so it is refused too.
+    package(24, 8).save(dir.path()).unwrap();
+    let p = dir.path().join("metadata.json");
+    let mut meta: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+    meta.as_object_mut().unwrap().remove("weights_sha256");
+    std::fs::write(&p, serde_json::to_vec(&meta).unwrap()).unwrap();
+    let e = ModelPackage::load(dir.path()).unwrap_err().to_string();
+    assert!(e.contains("weights_sha256"), "{e}");
 }

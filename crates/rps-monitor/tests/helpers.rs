@@ -93,6 +93,7 @@ fn train_fixture() -> Fixture {
         profile: None,
         force_promote: true,
         walk_forward: 0,
+        min_gate_rows: 168,
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 
 /// Keys of the seed's request shape.
 pub const LEGACY_KEYS: [&str; 3] = ["lag_1", "rolling_mean_5", "hour"];
@@ -75,18 +75,23 @@ impl<'de> Deserialize<'de> for Ts {
 #[serde(deny_unknown_fields)]
 pub struct BarIn {
     /// Bar open time (UTC, on the hour): RFC 3339 text or integer milliseconds.
-    #[schema(value_type = String, example = "2022-03-01T00:00:00Z")]
+    #[schema(value_type = String, format = DateTime, example = "2022-03-01T00:00:00Z")]
     pub ts: Ts,
     /// Open price, USD (> 0).
+    #[schema(exclusive_minimum = 0.0, maximum = 1e12)]
     pub open: f64,
     /// High price, USD (≥ open, close).
+    #[schema(exclusive_minimum = 0.0, maximum = 1e12)]
     pub high: f64,
     /// Low price, USD (≤ open, close; > 0).
+    #[schema(exclusive_minimum = 0.0, maximum = 1e12)]
     pub low: f64,
     /// Close price, USD (> 0).
+    #[schema(exclusive_minimum = 0.0, maximum = 1e12)]
     pub close: f64,
     /// Traded volume, USD (≥ 0), optional.
     #[serde(default)]
+    #[schema(minimum = 0.0, maximum = 1e18)]
     pub volume: Option<f64>,
 }
 
@@ -96,6 +101,7 @@ pub struct BarIn {
 #[schema(example = json!({"coin": "BTC"}))]
 pub struct PredictRequest {
     /// Coin code (`BTC`; case-insensitive): one the model was trained on or the store holds.
+    #[schema(pattern = "^[A-Za-z0-9_]{1,16}$", min_length = 1, max_length = 16)]
     pub coin: String,
     /// The coin's most recent hourly bars, ascending and consecutive, at least `min_bars`
     /// of them (see `GET /model`). Omit to forecast from the latest bars in the store.
@@ -108,6 +114,7 @@ pub struct PredictRequest {
 #[serde(deny_unknown_fields)]
 pub struct BatchRequest {
     /// One request per coin/window (at most 64).
+    #[schema(min_items = 1, max_items = 64)]
     pub requests: Vec<PredictRequest>,
 }
 
@@ -116,11 +123,13 @@ pub struct BatchRequest {
 #[serde(deny_unknown_fields)]
 pub struct FeedbackRequest {
     /// Coin code.
+    #[schema(pattern = "^[A-Za-z0-9_]{1,16}$", min_length = 1, max_length = 16)]
     pub coin: String,
     /// The hour whose close this is (the forecast's `for_hour`).
-    #[schema(value_type = String, example = "2022-03-01T01:00:00Z")]
+    #[schema(value_type = String, format = DateTime, example = "2022-03-01T01:00:00Z")]
     pub ts: Ts,
     /// The actual close, USD (> 0).
+    #[schema(exclusive_minimum = 0.0, maximum = 1e12)]
     pub close: f64,
 }
 
@@ -295,7 +304,7 @@ pub trait BodyShape {
 pub fn legacy_refusal(at: &str) -> ApiError {
     ApiError::new(
         StatusCode::UNPROCESSABLE_ENTITY,
-        "legacy_request_shape",
+        ErrorCode::LegacyRequestShape,
         format!(
             "{at}the seed's {{\"lag_1\", \"rolling_mean_5\", \"hour\"}} request is no longer \
              served: the model forecasts from a window of hourly bars. Send {{\"coin\": \"BTC\"}} \
@@ -342,8 +351,14 @@ impl BodyShape for FeedbackRequest {}
 pub struct ApiJson<T>(pub T);
 
 fn json_content_type(req: &Request) -> Result<(), ApiError> {
+    // A body without a content type is refused too: a cross-site HTML form can post
+    // text/plain or nothing but never application/json without a CORS preflight.
     let Some(ct) = req.headers().get(header::CONTENT_TYPE) else {
-        return Ok(()); // lenient: a body without a content type is tried as JSON
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ErrorCode::UnsupportedMediaType,
+            "no content type: send Content-Type: application/json",
+        ));
     };
     let ct = ct.to_str().unwrap_or("").to_ascii_lowercase();
     let essence = ct.split(';').next().unwrap_or("").trim();
@@ -352,8 +367,11 @@ fn json_content_type(req: &Request) -> Result<(), ApiError> {
     } else {
         Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            format!("content type '{essence}' is not JSON: send Content-Type: application/json"),
+            ErrorCode::UnsupportedMediaType,
+            format!(
+                "content type '{}' is not JSON: send Content-Type: application/json",
+                rps_core::redact::clip(essence, 80)
+            ),
         ))
     }
 }
@@ -405,11 +423,11 @@ where
             if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::new(
                     StatusCode::PAYLOAD_TOO_LARGE,
-                    "payload_too_large",
+                    ErrorCode::PayloadTooLarge,
                     rej.body_text(),
                 )
             } else {
-                ApiError::new(rej.status(), "bad_body", rej.body_text())
+                ApiError::new(rej.status(), ErrorCode::BadBody, rej.body_text())
             }
         })?;
         parse_body(&bytes).map(ApiJson)
@@ -449,7 +467,7 @@ mod tests {
         let e = parse_body::<PredictRequest>(b"{\"coin\": ").unwrap_err();
         assert_eq!(
             (e.status, e.error),
-            (StatusCode::BAD_REQUEST, "malformed_json")
+            (StatusCode::BAD_REQUEST, ErrorCode::MalformedJson)
         );
         let e = parse_body::<PredictRequest>(br#"{"coin":"BTC","horizon":2}"#).unwrap_err();
         assert_eq!(e.error, "invalid_request");

@@ -82,6 +82,35 @@ pub struct ServeArgs {
     /// Time limit per request: 10s, 500ms.
     #[arg(long, env = "RPS_REQUEST_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub request_timeout: Duration,
+
+    /// Bearer token that POST /feedback requires (realised closes feed the concept-drift
+    /// detector). Unset: /feedback is off (403); closes then come from the store only.
+    #[arg(long, env = "RPS_FEEDBACK_TOKEN", hide_env_values = true)]
+    pub feedback_token: Option<String>,
+
+    /// Time a client has to send a request's headers, and the longest a kept-alive
+    /// connection may sit idle: 10s.
+    #[arg(long, env = "RPS_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub header_timeout: Duration,
+
+    /// Most connections served at once; more get a 503 and are closed. Keep it below the
+    /// process's open-file limit (ulimit -n).
+    #[arg(long, env = "RPS_MAX_CONNECTIONS", default_value_t = 512,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+
+    /// On SIGTERM/Ctrl-C, how long requests in flight may take before their connections are
+    /// closed: 10s.
+    #[arg(long, env = "RPS_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_duration)]
+    pub shutdown_grace: Duration,
+
+    /// Longest accepted request URI, bytes (414 beyond).
+    #[arg(long, env = "RPS_MAX_URI_BYTES", default_value_t = 8 << 10)]
+    pub max_uri_bytes: usize,
+
+    /// Largest accepted request headers, bytes (431 beyond).
+    #[arg(long, env = "RPS_MAX_HEADER_BYTES", default_value_t = 16 << 10)]
+    pub max_header_bytes: usize,
 }
 
 impl ServeArgs {
@@ -104,6 +133,12 @@ impl ServeArgs {
                 store_poll_interval: self.store_poll_interval,
                 max_body_bytes: self.max_body_bytes,
                 request_timeout: self.request_timeout,
+                feedback_token: self.feedback_token.and_then(rps_serve::state::Token::new),
+                header_timeout: self.header_timeout,
+                max_connections: self.max_connections as usize,
+                shutdown_grace: self.shutdown_grace,
+                max_uri_bytes: self.max_uri_bytes,
+                max_header_bytes: self.max_header_bytes,
                 ..Settings::default()
             },
         }

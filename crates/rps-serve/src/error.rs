@@ -83,13 +83,99 @@ pub fn classify(err: &(dyn std::error::Error + 'static)) -> Option<ExitCode> {
     err.downcast_ref::<ServeError>().map(ServeError::exit_code)
 }
 
+/// Declares [`ErrorCode`] once: its variants, their wire names and [`ErrorCode::ALL`] (the
+/// list OpenAPI publishes) cannot drift apart.
+macro_rules! error_codes {
+    ($($(#[$doc:meta])* $variant:ident = $name:literal,)+) => {
+        /// The stable, machine-readable code of every error response (the `error` field).
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+        #[serde(rename_all = "snake_case")]
+        pub enum ErrorCode {
+            $($(#[$doc])* $variant,)+
+        }
+
+        impl ErrorCode {
+            /// Every code, in declaration order.
+            pub const ALL: &'static [ErrorCode] = &[$(ErrorCode::$variant,)+];
+
+            /// The wire name (`invalid_request`).
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(ErrorCode::$variant => $name,)+
+                }
+            }
+        }
+    };
+}
+
+error_codes! {
+    /// 400: the body is not JSON.
+    MalformedJson = "malformed_json",
+    /// 400: a request the HTTP layer refused (bad header, bad query).
+    BadRequest = "bad_request",
+    /// 400: the body could not be read.
+    BadBody = "bad_body",
+    /// 401: `/feedback` without the configured bearer token.
+    Unauthorized = "unauthorized",
+    /// 403: `/feedback` while no token is configured (feedback is off).
+    FeedbackDisabled = "feedback_disabled",
+    /// 404: no such route.
+    NotFound = "not_found",
+    /// 404: no forecast waits for that coin and hour.
+    NoForecast = "no_forecast",
+    /// 405: the route exists, the method does not.
+    MethodNotAllowed = "method_not_allowed",
+    /// 408: the request took longer than the time limit.
+    Timeout = "timeout",
+    /// 413: the body is larger than the limit.
+    PayloadTooLarge = "payload_too_large",
+    /// 414: the URI is longer than the limit.
+    UriTooLong = "uri_too_long",
+    /// 415: the body is not declared as JSON.
+    UnsupportedMediaType = "unsupported_media_type",
+    /// 422: JSON of the wrong shape or with values that break a rule.
+    InvalidRequest = "invalid_request",
+    /// 422: the seed's `{"lag_1", ...}` body.
+    LegacyRequestShape = "legacy_request_shape",
+    /// 404: a coin neither the model nor the store knows.
+    UnknownCoin = "unknown_coin",
+    /// 422: the store holds no bars for the coin.
+    NoData = "no_data",
+    /// 422: the bars do not give the model a full window.
+    InsufficientHistory = "insufficient_history",
+    /// 422: the model could not turn the window into a representable forecast.
+    CannotForecast = "cannot_forecast",
+    /// 431: the request's headers are larger than the limit.
+    HeadersTooLarge = "headers_too_large",
+    /// 500: a server fault (a bug: please report it).
+    Internal = "internal",
+    /// 503: no model has loaded yet.
+    NoModel = "no_model",
+    /// 503: the store could not be read.
+    StoreUnavailable = "store_unavailable",
+    /// 503: the server is at its connection limit; retry shortly.
+    Overloaded = "overloaded",
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq<&str> for ErrorCode {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
 /// An HTTP error: a status, a stable machine-readable code and a detail for people.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
     /// HTTP status (always 4xx for bad input).
     pub status: StatusCode,
-    /// Stable code clients can switch on (`malformed_json`, `invalid_request`, ...).
-    pub error: &'static str,
+    /// Stable code clients can switch on.
+    pub error: ErrorCode,
     /// What was wrong, naming the field (`bars[3].close`) where there is one.
     pub detail: String,
 }
@@ -97,46 +183,60 @@ pub struct ApiError {
 /// The JSON body of every error response.
 #[derive(Debug, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct ErrorBody {
-    /// Stable code: `malformed_json`, `invalid_request`, `unsupported_media_type`,
-    /// `legacy_request_shape`, `unknown_coin`, `no_data`, `insufficient_history`,
-    /// `no_forecast`, `payload_too_large`, `timeout`, `not_found`, `method_not_allowed`,
-    /// `no_model`, `store_unavailable`.
-    #[schema(example = "invalid_request")]
-    pub error: String,
-    /// Human-readable explanation naming the offending field.
+    /// Stable code clients can switch on.
+    pub error: ErrorCode,
+    /// Human-readable explanation naming the offending field (at most
+    /// [`MAX_DETAIL`] bytes; echoed input is clipped).
     #[schema(example = "bars[3].close: must be a positive finite price, got -1")]
     pub detail: String,
 }
 
+/// Longest `detail` of an error response, in bytes: input echoed into an error (a path, a
+/// value) is clipped so a response never grows with what a client sent.
+pub const MAX_DETAIL: usize = 600;
+
 impl ApiError {
     /// Builds an error with any status.
-    pub fn new(status: StatusCode, error: &'static str, detail: impl Into<String>) -> Self {
+    pub fn new(status: StatusCode, error: ErrorCode, detail: impl Into<String>) -> Self {
+        let mut detail = detail.into();
+        rps_core::redact::clip_in_place(&mut detail, MAX_DETAIL);
         ApiError {
             status,
             error,
-            detail: detail.into(),
+            detail,
         }
     }
     /// 400: the body is not JSON.
     pub fn malformed_json(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "malformed_json", detail)
+        Self::new(StatusCode::BAD_REQUEST, ErrorCode::MalformedJson, detail)
     }
     /// 422: JSON of the wrong shape or with values that break a rule.
     pub fn invalid(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", detail)
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::InvalidRequest,
+            detail,
+        )
     }
-    /// 422: a coin the model was not trained on and the store does not hold.
+    /// 404: a coin the model was not trained on and the store does not hold (a well-formed
+    /// code of a resource that is not there).
     pub fn unknown_coin(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "unknown_coin", detail)
+        Self::new(StatusCode::NOT_FOUND, ErrorCode::UnknownCoin, detail)
     }
-    /// 503: the store could not be read.
-    pub fn store_unavailable(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", detail)
+    /// 503: the store could not be read. The cause (which names the store's path or
+    /// endpoint and bucket) goes to the log, not to the client.
+    pub fn store_unavailable(what: &str, cause: &dyn std::fmt::Display) -> Self {
+        tracing::warn!(error = %cause, "{what} failed");
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::StoreUnavailable,
+            format!("{what} failed: the store is unavailable (the server log has the cause)"),
+        )
     }
     /// The body of this error.
     pub fn body(&self) -> ErrorBody {
         ErrorBody {
-            error: self.error.to_string(),
+            error: self.error,
             detail: self.detail.clone(),
         }
     }

@@ -11,13 +11,15 @@
 //! ```
 //!
 //! Layout: [`startup`] builds and runs the app, [`routes`] has one file per resource,
-//! [`api`] the JSON shapes, [`validate`] the input rules, [`state`] the forecasting flow and
+//! [`connections`] the accept loop
+//! and its limits, [`api`] the JSON shapes, [`validate`] the input rules, [`state`] the forecasting flow and
 //! hot reload, [`model`] the loaded model (its source is [`rps_mlflow::source`]), [`monitor`]
 //! the live drift state over `rps_monitor`'s detectors, [`metrics`] every metric name.
 
 #![deny(missing_docs)]
 
 pub mod api;
+pub mod connections;
 pub mod error;
 pub mod metrics;
 pub mod model;

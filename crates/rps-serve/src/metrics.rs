@@ -38,6 +38,8 @@ pub const NAMES: &[&str] = &[
     FORECAST_UPPER,
     ACTUAL_CLOSE,
     PREDICTIONS,
+    OPEN_CONNECTIONS,
+    CONNECTIONS_SHED,
 ];
 
 /// HTTP requests by route template and status code.
@@ -73,6 +75,10 @@ pub const FORECAST_UPPER: &str = "rps_forecast_upper_usd";
 pub const ACTUAL_CLOSE: &str = "rps_actual_close_usd";
 /// Forecasts served per coin (cache hits included).
 pub const PREDICTIONS: &str = "rps_predictions_total";
+/// HTTP connections open right now.
+pub const OPEN_CONNECTIONS: &str = "rps_http_open_connections";
+/// Connections refused with a 503 because the connection cap was reached.
+pub const CONNECTIONS_SHED: &str = "rps_http_connections_shed_total";
 
 /// `{route, status}` labels.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -193,6 +199,10 @@ pub struct Metrics {
     pub actual_close: Family<CoinLabels, GaugeF>,
     /// [`PREDICTIONS`]
     pub predictions: Family<CoinLabels, Counter>,
+    /// [`OPEN_CONNECTIONS`]
+    pub open_connections: Gauge,
+    /// [`CONNECTIONS_SHED`]
+    pub connections_shed: Counter,
     /// [`HTTP_DURATION`] histograms and [`HTTP_REQUESTS`] counters already resolved, by
     /// route then status, so observing a request allocates no label strings (routes and
     /// statuses are bounded sets).
@@ -238,6 +248,8 @@ impl Metrics {
             forecast_upper: Family::default(),
             actual_close: Family::default(),
             predictions: Family::default(),
+            open_connections: Gauge::default(),
+            connections_shed: Counter::default(),
             http_handles: RwLock::default(),
             registry: Registry::default(),
         };
@@ -321,6 +333,16 @@ impl Metrics {
             reg_name(PREDICTIONS),
             "Forecasts served per coin, cache hits included",
             m.predictions.clone(),
+        );
+        r.register(
+            OPEN_CONNECTIONS,
+            "HTTP connections open right now (at most --max-connections)",
+            m.open_connections.clone(),
+        );
+        r.register(
+            reg_name(CONNECTIONS_SHED),
+            "Connections answered 503 and closed because --max-connections were open",
+            m.connections_shed.clone(),
         );
         // Both reload results exist from the start at 0, so the first failure is an increase
         // that `increase()` (and the reload alert) can see.

@@ -18,7 +18,7 @@ use tokio::net::TcpListener;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 
-use crate::error::{ApiError, Result, ServeError};
+use crate::error::{ApiError, ErrorCode, Result, ServeError};
 use crate::model::LoadedModel;
 use crate::routes;
 use crate::state::{AppState, Settings};
@@ -117,13 +117,17 @@ impl Application {
         let state = self.state.clone();
         let reloader = tokio::spawn(poll_model(state.clone()));
         let poller = tokio::spawn(poll_store(state.clone()));
-        let result = axum::serve(self.listener, router(state))
-            .with_graceful_shutdown(stop)
-            .await
-            .map_err(ServeError::Server);
+        crate::connections::serve(
+            self.listener,
+            router(state.clone()),
+            state.settings(),
+            state.metrics(),
+            stop,
+        )
+        .await;
         reloader.abort();
         poller.abort();
-        result
+        Ok(())
     }
 }
 
@@ -203,31 +207,72 @@ pub fn router(state: AppState) -> Router {
 async fn not_found(req: Request) -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
-        "not_found",
+        ErrorCode::NotFound,
         format!(
             "no route {} {} (see /openapi.json)",
             req.method(),
-            req.uri().path()
+            rps_core::redact::clip(req.uri().path(), 120)
         ),
     )
 }
 
-/// Gives every error response a JSON body ([`json_errors`]), then counts it by matched
-/// route template (bounded) and status and observes its duration per route.
+/// Refuses over-long URIs (414) and request heads (431) with JSON bodies, gives every error
+/// response a JSON body ([`json_errors`]) and the API's cache and sniffing headers, then
+/// counts it by matched route template (bounded) and status and observes its duration per
+/// route.
 async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let started = std::time::Instant::now();
     let route = req.extensions().get::<MatchedPath>().cloned();
-    let mut resp = next.run(req).await;
+    let mut resp = match oversized(&req, state.settings()) {
+        Some(e) => e.into_response(),
+        None => next.run(req).await,
+    };
     let status = resp.status();
     if status.is_client_error() || status.is_server_error() {
         resp = json_errors(resp).await;
     }
+    let h = resp.headers_mut();
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     state.metrics().observe_request(
         route.as_ref().map_or("unmatched", MatchedPath::as_str),
         status.as_u16(),
         started.elapsed().as_secs_f64(),
     );
     resp
+}
+
+/// The 414 or 431 of a request whose URI or head is larger than the settings allow.
+fn oversized(req: &Request, s: &Settings) -> Option<ApiError> {
+    let uri = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
+    if uri > s.max_uri_bytes {
+        return Some(ApiError::new(
+            StatusCode::URI_TOO_LONG,
+            ErrorCode::UriTooLong,
+            format!(
+                "the URI has {uri} bytes; at most {} are accepted",
+                s.max_uri_bytes
+            ),
+        ));
+    }
+    let head: usize = req
+        .headers()
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 4)
+        .sum();
+    (head > s.max_header_bytes).then(|| {
+        ApiError::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            ErrorCode::HeadersTooLarge,
+            format!(
+                "the request headers have {head} bytes; at most {} are accepted",
+                s.max_header_bytes
+            ),
+        )
+    })
 }
 
 /// Gives error responses produced outside the handlers (405, 408, 413 from layers) the same
@@ -248,13 +293,16 @@ async fn json_errors(resp: Response) -> Response {
         .map(|b| String::from_utf8_lossy(&b).trim().to_string())
         .unwrap_or_default();
     let code = match status {
-        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
-        StatusCode::REQUEST_TIMEOUT => "timeout",
-        StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
-        StatusCode::NOT_FOUND => "not_found",
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
-        s if s.is_server_error() => "internal",
-        _ => "bad_request",
+        StatusCode::METHOD_NOT_ALLOWED => ErrorCode::MethodNotAllowed,
+        StatusCode::REQUEST_TIMEOUT => ErrorCode::Timeout,
+        StatusCode::PAYLOAD_TOO_LARGE => ErrorCode::PayloadTooLarge,
+        StatusCode::NOT_FOUND => ErrorCode::NotFound,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ErrorCode::UnsupportedMediaType,
+        StatusCode::URI_TOO_LONG => ErrorCode::UriTooLong,
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => ErrorCode::HeadersTooLarge,
+        StatusCode::SERVICE_UNAVAILABLE => ErrorCode::Overloaded,
+        s if s.is_server_error() => ErrorCode::Internal,
+        _ => ErrorCode::BadRequest,
     };
     let detail = if text.is_empty() {
         status.canonical_reason().unwrap_or("error").to_string()

@@ -10,12 +10,12 @@ use axum::http::StatusCode;
 use bytes::Bytes;
 use rps_core::time::{HOUR_MS, fmt_ms};
 use rps_core::{Bar, Store, parquet_io};
-use rps_features::{self as features, FeatureFrame};
+use rps_features as features;
 use rps_mlflow::source::{ModelSource, SourceError};
 use rps_monitor::drift::{PsiSummary, psi_summary};
 
 use crate::api::{ForecastOut, IntervalOut};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::metrics::{CoinLabels, CoinLevelLabels, FeatureLabels, Metrics};
 use crate::model::LoadedModel;
 use crate::monitor::{Monitor, Offer, Realised};
@@ -52,6 +52,44 @@ pub struct Settings {
     pub request_timeout: Duration,
     /// Most requests in one batch.
     pub max_batch: usize,
+    /// The bearer token `/feedback` requires; `None` turns the route off (403). Realised
+    /// closes feed the concept-drift detector, so only a caller holding it may send them.
+    pub feedback_token: Option<Token>,
+    /// Time a client has to send a request's headers, and the longest a kept-alive
+    /// connection may sit idle between requests.
+    pub header_timeout: Duration,
+    /// Most connections served at once; beyond, new connections get a 503 and are closed.
+    pub max_connections: usize,
+    /// Longest a shutdown waits for requests in flight before closing their connections.
+    pub shutdown_grace: Duration,
+    /// Longest accepted request URI (path and query), in bytes (414 beyond).
+    pub max_uri_bytes: usize,
+    /// Largest accepted request head (all header names and values), in bytes (431 beyond).
+    pub max_header_bytes: usize,
+}
+
+/// A secret that never shows in `Debug` output or logs.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Token(String);
+
+impl Token {
+    /// Wraps a secret; an empty one is no token.
+    pub fn new(s: impl Into<String>) -> Option<Token> {
+        let s = s.into();
+        (!s.trim().is_empty()).then(|| Token(s.trim().to_string()))
+    }
+
+    /// Whether `given` is the token, compared in time independent of where they differ.
+    pub fn matches(&self, given: &str) -> bool {
+        let (a, b) = (self.0.as_bytes(), given.as_bytes());
+        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    }
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(rps_core::redact::MASK)
+    }
 }
 
 impl Default for Settings {
@@ -69,6 +107,12 @@ impl Default for Settings {
             max_body_bytes: 1 << 20,
             request_timeout: Duration::from_secs(10),
             max_batch: 64,
+            feedback_token: None,
+            header_timeout: Duration::from_secs(10),
+            max_connections: 512,
+            shutdown_grace: Duration::from_secs(10),
+            max_uri_bytes: 8 << 10,
+            max_header_bytes: 16 << 10,
         }
     }
 }
@@ -240,10 +284,10 @@ impl AppState {
     pub fn no_model(&self) -> ApiError {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "no_model",
+            ErrorCode::NoModel,
             format!(
-                "no model yet: waiting for {} (checked every {:?})",
-                self.source().describe(),
+                "no model yet: the model source is checked every {:?}; GET /ready turns 200 \
+                 once one has loaded",
                 self.settings().model_poll_interval
             ),
         )
@@ -314,8 +358,9 @@ impl AppState {
 
     // ---------------------------------------------------------------- forecasting
 
-    /// Computes features and a forecast for `bars` (ascending, consecutive, newest last) and
-    /// records it for monitoring. CPU-bound, well under a millisecond: run inline.
+    /// Computes features and a forecast for `bars` (ascending, consecutive, newest last).
+    /// Records nothing: only the store's own forecasts feed monitoring ([`Self::compute_cached`]).
+    /// CPU-bound, well under a millisecond: run inline.
     fn infer(
         &self,
         model: &LoadedModel,
@@ -326,7 +371,7 @@ impl AppState {
         let insufficient = |detail: String| {
             ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                "insufficient_history",
+                ErrorCode::InsufficientHistory,
                 detail,
             )
         };
@@ -347,13 +392,31 @@ impl AppState {
         let f = model.forecaster.predict(&frame).map_err(|e| {
             ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                "cannot_forecast",
+                ErrorCode::CannotForecast,
                 e.to_string(),
             )
         })?;
         self.metrics()
             .inference_latency
             .observe(started.elapsed().as_secs_f64());
+        // Prices near f64::MAX pass every per-bar rule yet give infinite bounds, which JSON
+        // cannot carry (they would become null and break the response schema).
+        let representable = [f.close, f.logret, f.last_close]
+            .into_iter()
+            .chain(f.intervals.iter().flat_map(|i| [i.lower, i.upper]))
+            .all(|v| v.is_finite() && v.abs() < validate::MAX_PRICE * 10.0);
+        if !representable {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                ErrorCode::CannotForecast,
+                format!(
+                    "{coin}: the forecast from the bars up to {} is not a representable price \
+                     (close {}): check the prices' scale",
+                    fmt_ms(newest),
+                    f.last_close
+                ),
+            ));
+        }
         let out = ForecastOut {
             coin: coin.to_string(),
             based_on: fmt_ms(f.based_on_ts),
@@ -375,24 +438,13 @@ impl AppState {
             source: source.to_string(),
             cached: false,
         };
-        self.after_forecast(model, &frame, bars, &out);
         Ok(out)
     }
 
-    /// Monitoring after a fresh forecast: inputs into the PSI window, the forecast waits for
-    /// its actual, actual closes contained in `bars` settle earlier forecasts, gauges.
-    fn after_forecast(
-        &self,
-        model: &LoadedModel,
-        frame: &FeatureFrame,
-        bars: &[Bar],
-        out: &ForecastOut,
-    ) {
-        let mut mon = lock(&self.inner.monitor);
-        mon.observe_inputs(frame);
-        let latest = mon.record_forecast(out, &model.key, model.error_scale);
-        self.settle_bars(&mut mon, &model.key, bars);
-        drop(mon);
+    /// Monitoring after a fresh store forecast: it waits for its actual close, and becomes
+    /// the coin's latest forecast (gauges).
+    fn record_store_forecast(&self, model: &LoadedModel, out: &ForecastOut) {
+        let latest = lock(&self.inner.monitor).record_forecast(out, &model.key, model.error_scale);
         if latest {
             self.set_forecast_gauges(out);
         }
@@ -446,7 +498,9 @@ impl AppState {
         }
     }
 
-    /// A forecast from a client's bars (already validated).
+    /// A forecast from a client's bars (already validated). Client bars are not trusted:
+    /// they get a forecast and touch no monitoring state (PSI window, waiting forecasts,
+    /// gauges, realised errors).
     pub fn forecast_bars(&self, coin: &str, bars: &[Bar]) -> Result<ForecastOut, ApiError> {
         let model = self.model()?;
         self.infer(&model, coin, bars, "request")
@@ -489,7 +543,7 @@ impl AppState {
         serde_json::to_vec(&out).map(Bytes::from).map_err(|e| {
             ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
+                ErrorCode::Internal,
                 format!("serialising a forecast: {e}"),
             )
         })
@@ -507,34 +561,41 @@ impl AppState {
     async fn read_tail(&self, coin: &str, model: &LoadedModel) -> Result<Vec<Bar>, ApiError> {
         let mut bars = parquet_io::read_bars(self.store(), coin)
             .await
-            .map_err(|e| ApiError::store_unavailable(format!("reading bars of {coin}: {e}")))?;
+            .map_err(|e| ApiError::store_unavailable(&format!("reading the bars of {coin}"), &e))?;
         if bars.is_empty() {
             return Err(ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                "no_data",
+                ErrorCode::NoData,
                 format!(
-                    "the store {} has no bars for {coin}: send them in \"bars\" or run rps-extract",
-                    self.store().location()
+                    "the store has no bars for {coin}: send them in \"bars\" or run rps-extract"
                 ),
             ));
         }
         bars.sort_by_key(|b| b.ts);
-        let keep = model.forecaster.min_bars() + EXTRA_BARS;
+        // Enough for a forecast and the page's chart, and for the PSI window: data drift is
+        // measured on the store's own recent hours, never on bars a client sent.
+        let keep = (model.forecaster.min_bars() + EXTRA_BARS)
+            .max(self.settings().drift_window + features::spec().warmup);
         if bars.len() > keep {
             bars.drain(..bars.len() - keep);
         }
         Ok(bars)
     }
 
-    /// Takes a freshly read tail: settles forecasts whose actual it contains, updates the
-    /// newest-bar time.
+    /// Takes a freshly read tail: its feature rows enter the PSI window, its closes settle
+    /// the forecasts waiting for them, the newest-bar time moves.
     fn adopt_tail(&self, st: &mut CoinState, model: &LoadedModel, coin: &str, tail: Vec<Bar>) {
         let old_newest = st.newest();
         let fresh_from = tail
             .iter()
             .position(|b| old_newest.is_none_or(|t| b.ts > t));
         if let Some(i) = fresh_from {
-            self.settle_bars(&mut lock(&self.inner.monitor), &model.key, &tail[i..]);
+            // Features of the fresh hours need the warm-up bars before them.
+            let from = i.saturating_sub(features::spec().warmup);
+            let frame = features::compute(coin, &tail[from..]);
+            let mut mon = lock(&self.inner.monitor);
+            mon.observe_inputs(&frame);
+            self.settle_bars(&mut mon, &model.key, &tail[i..]);
         }
         if let Some(newest) = tail.last().map(|b| b.ts) {
             lock(&self.inner.newest_bar).insert(coin.to_string(), newest);
@@ -555,7 +616,7 @@ impl AppState {
         let Some(newest) = st.newest() else {
             return Err(ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                "no_data",
+                ErrorCode::NoData,
                 format!("no bars for {coin}"),
             ));
         };
@@ -563,6 +624,9 @@ impl AppState {
         let r = self
             .infer(model, coin, &st.tail[start..], "store")
             .map(Arc::new);
+        if let Ok(f) = &r {
+            self.record_store_forecast(model, f);
+        }
         st.body = r.as_ref().ok().map(|f| body_of(f));
         st.result = Some((model.key.clone(), newest, r.clone()));
         r
@@ -638,7 +702,7 @@ impl AppState {
             Offer::Duplicate(r) => Ok((false, r, mon.ph.drift())),
             Offer::NoForecast => Err(ApiError::new(
                 StatusCode::NOT_FOUND,
-                "no_forecast",
+                ErrorCode::NoForecast,
                 format!(
                     "no forecast for {coin} at {} is waiting for its close (forecasts are kept for \
                      the last {} hours served)",
@@ -713,10 +777,16 @@ impl AppState {
         let cand = match self.source().probe().await {
             Ok(c) => c,
             Err(e) => {
-                if matches!(e, SourceError::NoAlias { .. }) {
+                // Before the first model, an alias that points nowhere is the normal wait.
+                // Once a model serves, a registry that vanished or fails is an incident: it
+                // is logged as a warning and counted as a failed reload (the reload alert).
+                let waiting =
+                    matches!(e, SourceError::NoAlias { .. }) && self.current_model().is_none();
+                if waiting {
                     tracing::debug!(error = %e, "no model to serve yet");
                 } else {
-                    tracing::warn!(error = %e, "checking for a new model failed");
+                    self.metrics().observe_reload(false);
+                    tracing::warn!(error = %e, "checking for a new model failed; the current model keeps serving");
                 }
                 return ReloadOutcome::ProbeFailed {
                     reason: e.to_string(),

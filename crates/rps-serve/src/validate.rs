@@ -10,16 +10,30 @@ use crate::error::ApiError;
 /// Longest accepted window: a month of hours is far more than any model here needs.
 pub const MAX_BARS: usize = 5_000;
 
-/// Normalises a coin code (`btc` → `BTC`); refuses anything that is not 1–16 letters/digits.
+/// The coin-code rule, as the OpenAPI schema states it.
+pub const COIN_PATTERN: &str = "^[A-Za-z0-9_]{1,16}$";
+
+/// Largest accepted price, USD: far above any coin's, far enough below `f64::MAX` that a
+/// forecast and its interval bounds stay finite numbers.
+pub const MAX_PRICE: f64 = 1e12;
+/// Largest accepted volume, USD.
+pub const MAX_VOLUME: f64 = 1e18;
+
+/// Normalises a coin code (`btc` → `BTC`); refuses anything that is not 1–16 ASCII letters,
+/// digits or underscores ([`COIN_PATTERN`]).
 pub fn coin_code(raw: &str, field: &str) -> Result<String, ApiError> {
-    let c = raw.trim().to_ascii_uppercase();
-    if c.is_empty() || c.len() > 16 || !c.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_')
+    if raw.is_empty()
+        || raw.len() > 16
+        || !raw
+            .chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || ch == '_')
     {
         return Err(ApiError::invalid(format!(
-            "{field}: '{raw}' is not a coin code (1-16 letters or digits, e.g. BTC)"
+            "{field}: '{}' is not a coin code (1-16 letters, digits or '_', e.g. BTC)",
+            rps_core::redact::clip(raw, 40)
         )));
     }
-    Ok(c)
+    Ok(raw.to_ascii_uppercase())
 }
 
 /// A field of a bar, formatted (`bars[3].close`) only when an error names it.
@@ -32,13 +46,13 @@ impl std::fmt::Display for BarField {
     }
 }
 
-/// A price must be a positive finite number.
+/// A price must be a positive finite number no larger than [`MAX_PRICE`].
 pub fn price(v: f64, field: impl std::fmt::Display) -> Result<f64, ApiError> {
-    if v.is_finite() && v > 0.0 {
+    if v.is_finite() && v > 0.0 && v <= MAX_PRICE {
         Ok(v)
     } else {
         Err(ApiError::invalid(format!(
-            "{field}: must be a positive finite price, got {v}"
+            "{field}: must be a positive finite price of at most {MAX_PRICE:e} USD, got {v}"
         )))
     }
 }
@@ -93,9 +107,9 @@ pub fn window(
             )));
         }
         let volume = match b.volume {
-            Some(v) if !(v.is_finite() && v >= 0.0) => {
+            Some(v) if !(v.is_finite() && (0.0..=MAX_VOLUME).contains(&v)) => {
                 return Err(ApiError::invalid(format!(
-                    "{}: must be a non-negative finite volume, got {v}",
+                    "{}: must be a non-negative finite volume of at most {MAX_VOLUME:e}, got {v}",
                     f("volume")
                 )));
             }
@@ -226,7 +240,9 @@ mod tests {
 
     #[test]
     fn coin_codes_are_normalised_and_junk_refused() {
-        assert_eq!(coin_code(" btc ", "coin").unwrap(), "BTC");
+        assert_eq!(coin_code("btc", "coin").unwrap(), "BTC");
+        // As strict as the OpenAPI pattern: no trimming of what a client sent.
+        assert!(coin_code(" btc ", "coin").is_err());
         assert!(coin_code("BTC/USD", "coin").is_err());
         assert!(coin_code("", "coin").is_err());
         assert!(coin_code(&"X".repeat(17), "coin").is_err());

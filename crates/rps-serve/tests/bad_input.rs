@@ -150,18 +150,6 @@ async fn wrong_shapes_and_types_are_422_naming_the_field() {
             "coin",
         ),
         (
-            "unknown coin",
-            json!({"coin": "DOGE"}),
-            "unknown_coin",
-            "DOGE",
-        ),
-        (
-            "unknown coin with bars",
-            json!({"coin": "ETH", "bars": w}),
-            "unknown_coin",
-            "ETH",
-        ),
-        (
             "seed's legacy shape",
             json!({"lag_1": 43000.5, "rolling_mean_5": 42950.0, "hour": 13}),
             "legacy_request_shape",
@@ -176,6 +164,24 @@ async fn wrong_shapes_and_types_are_422_naming_the_field() {
     ];
     for (case, body, code, needle) in cases {
         expect(app.post("/predict", &body).await, 422, code, needle, case).await;
+    }
+    // A well-formed code of a coin neither the model nor the store knows: 404, no such coin.
+    for (case, body, needle) in [
+        ("unknown coin", json!({"coin": "DOGE"}), "DOGE"),
+        (
+            "unknown coin with bars",
+            json!({"coin": "ETH", "bars": w}),
+            "ETH",
+        ),
+    ] {
+        expect(
+            app.post("/predict", &body).await,
+            404,
+            "unknown_coin",
+            needle,
+            case,
+        )
+        .await;
     }
 }
 
@@ -225,7 +231,7 @@ async fn bad_batches_and_feedback_are_4xx_and_leave_no_trace() {
             &json!({"requests": [good, {"coin": "XRP"}]}),
         )
         .await;
-    expect(r, 422, "unknown_coin", "requests[1].coin", "one bad item").await;
+    expect(r, 404, "unknown_coin", "requests[1].coin", "one bad item").await;
     // All or nothing: the good item was not forecast.
     assert_eq!(
         sample(&app.metrics().await, "rps_inference_latency_seconds_count"),
@@ -241,24 +247,15 @@ async fn bad_batches_and_feedback_are_4xx_and_leave_no_trace() {
 
     let ts = fmt_ms(hour_in_training(31));
     let r = app
-        .post(
-            "/feedback",
-            &json!({"coin": "BTC", "ts": ts, "close": -3.0}),
-        )
+        .feedback(&json!({"coin": "BTC", "ts": ts, "close": -3.0}))
         .await;
     expect(r, 422, "invalid_request", "close", "negative actual").await;
     let r = app
-        .post(
-            "/feedback",
-            &json!({"coin": "DOGE", "ts": ts, "close": 3.0}),
-        )
+        .feedback(&json!({"coin": "DOGE", "ts": ts, "close": 3.0}))
         .await;
-    expect(r, 422, "unknown_coin", "DOGE", "feedback unknown coin").await;
+    expect(r, 404, "unknown_coin", "DOGE", "feedback unknown coin").await;
     let r = app
-        .post(
-            "/feedback",
-            &json!({"coin": "BTC", "ts": hour_in_training(31) + 1, "close": 3.0}),
-        )
+        .feedback(&json!({"coin": "BTC", "ts": hour_in_training(31) + 1, "close": 3.0}))
         .await;
     expect(
         r,

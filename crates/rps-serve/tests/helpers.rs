@@ -13,6 +13,8 @@ use tempfile::TempDir;
 
 pub const COIN: &str = "BTC";
 pub const MODEL_NAME: &str = "rps-test-forecaster";
+/// The `/feedback` token of test servers ([`TestApp::feedback`] sends it).
+pub const FEEDBACK_TOKEN: &str = "test-feedback-token";
 
 /// The real-data fixture's bars (BTC/USD hourly, Bitstamp), ascending.
 pub fn bars() -> &'static [Bar] {
@@ -100,6 +102,7 @@ fn train_fixture() -> Fixture {
         profile: None,
         force_promote: true,
         walk_forward: 0,
+        min_gate_rows: 168,
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -189,6 +192,7 @@ impl Default for Opts {
             settings: Settings {
                 model_poll_interval: Duration::from_millis(100),
                 store_poll_interval: Duration::from_millis(200),
+                feedback_token: rps_serve::state::Token::new(FEEDBACK_TOKEN),
                 ..Settings::default()
             },
         }
@@ -292,6 +296,26 @@ impl TestApp {
             .send()
             .await
             .unwrap()
+    }
+
+    /// POSTs /feedback with the test token.
+    pub async fn feedback(&self, body: &Value) -> reqwest::Response {
+        self.client
+            .post(format!("{}/feedback", self.base))
+            .bearer_auth(FEEDBACK_TOKEN)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Writes `bars` as the store's BTC history and waits until the server has read them
+    /// (its store forecast is for the hour after the newest).
+    pub async fn store_bars(&self, bars: &[Bar]) {
+        rps_core::parquet_io::write_bars(self.state.store(), COIN, bars)
+            .await
+            .unwrap();
+        self.state.refresh_store().await;
     }
 
     /// `min_bars` of the served model.

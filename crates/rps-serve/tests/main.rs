@@ -9,6 +9,7 @@ mod bad_input;
 mod cli;
 mod drift;
 mod helpers;
+mod hostile;
 mod monitoring;
 mod prometheus;
 mod reload;

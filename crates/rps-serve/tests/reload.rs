@@ -182,6 +182,20 @@ async fn corrupt_or_incompatible_packages_are_refused_and_the_old_model_keeps_se
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     assert_eq!(failures(&app).await, Some(2.0));
 
+    // Weights whose bytes changed after training: still a valid safetensors file, but not
+    // the one whose checksum the package records.
+    let flipped = copy_package(&tmp.path().join("flipped"));
+    let wp = flipped.join("model.safetensors");
+    let mut bytes = std::fs::read(&wp).unwrap();
+    let n = bytes.len();
+    for b in &mut bytes[n - 256..] {
+        *b ^= 0x5a;
+    }
+    std::fs::write(&wp, &bytes).unwrap();
+    promote(&reg, &flipped).await;
+    assert!(eventually(30, || async { failures(&app).await == Some(3.0) }).await);
+    assert_eq!(served_version(&app).await, v1);
+
     // A good package after that is served.
     let good = copy_package(&tmp.path().join("good"));
     let v4 = promote(&reg, &good).await;
@@ -217,4 +231,40 @@ async fn a_model_directory_is_reloaded_when_its_files_change() {
     let (status, f) = app.predict_at(hour_in_training(20)).await;
     assert_eq!(status, 200);
     assert_eq!(f["model"]["version"], "7");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registry_that_disappears_is_counted_and_logged_while_the_model_keeps_serving() {
+    let reg_dir = TempDir::new().unwrap();
+    let root = reg_dir.path().join("registry");
+    let reg = local_registry(&root);
+    let v1 = promote(&reg, package()).await;
+    let app = spawn_app_with(registry_opts(&root)).await;
+    assert_eq!(failures(&app).await, Some(0.0));
+
+    std::fs::remove_dir_all(&root).unwrap();
+    assert!(
+        eventually(30, || async { failures(&app).await.unwrap_or(0.0) >= 1.0 }).await,
+        "a vanished registry is counted as a failed reload"
+    );
+    assert_eq!(served_version(&app).await, v1);
+    assert_eq!(app.get("/ready").await.status(), 200);
+    let (status, _) = app.predict_at(hour_in_training(20)).await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_package_declaring_an_impossible_lookback_is_refused() {
+    let reg_dir = TempDir::new().unwrap();
+    let reg = local_registry(reg_dir.path());
+    let v1 = promote(&reg, package()).await;
+    let app = spawn_app_with(registry_opts(reg_dir.path())).await;
+    let tmp = TempDir::new().unwrap();
+    let huge = copy_package(&tmp.path().join("huge"));
+    edit_metadata(&huge, |m| m["lookback"] = json!(1_000_000_000u64));
+    promote(&reg, &huge).await;
+    assert!(eventually(30, || async { failures(&app).await == Some(1.0) }).await);
+    assert_eq!(served_version(&app).await, v1);
+    let (status, f) = app.predict_at(hour_in_training(20)).await;
+    assert_eq!(status, 200, "{f}");
 }

@@ -180,21 +180,32 @@ async fn a_batch_answers_each_request_in_order() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn feedback_records_the_realised_error_once() {
-    let app = spawn_app().await;
+async fn feedback_records_the_realised_error_of_a_store_forecast_once() {
     let newest = hour_in_training(50);
-    let (_, f) = app.predict_at(newest).await;
+    let store = store_with(&bars()[..index_at(newest) + 1]).await;
+    let app = spawn_app_with(Opts {
+        store: Some(store.path().to_path_buf()),
+        ..Opts::default()
+    })
+    .await;
+    let f: Value = app
+        .post("/predict", &json!({"coin": "BTC"}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(f["for_hour"], fmt_ms(newest + HOUR_MS));
     let actual = window_ending(newest + HOUR_MS, 1)[0].close;
     let body = json!({"coin": "BTC", "ts": fmt_ms(newest + HOUR_MS), "close": actual});
 
-    let r = app.post("/feedback", &body).await;
+    let r = app.feedback(&body).await;
     assert_eq!(r.status(), 200);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["recorded"], true);
     let err = (actual - f["forecast_close"].as_f64().unwrap()).abs();
     assert!((v["abs_error_usd"].as_f64().unwrap() - err).abs() < 1e-9);
 
-    let v: Value = app.post("/feedback", &body).await.json().await.unwrap();
+    let v: Value = app.feedback(&body).await.json().await.unwrap();
     assert_eq!(v["recorded"], false, "the same hour counts once");
     let m = app.metrics().await;
     assert_eq!(sample(&m, "rps_forecast_abs_error_usd_count"), Some(1.0));
@@ -204,10 +215,7 @@ async fn feedback_records_the_realised_error_once() {
     );
 
     let r = app
-        .post(
-            "/feedback",
-            &json!({"coin": "BTC", "ts": fmt_ms(newest + 5 * HOUR_MS), "close": 1.0}),
-        )
+        .feedback(&json!({"coin": "BTC", "ts": fmt_ms(newest + 5 * HOUR_MS), "close": 1.0}))
         .await;
     assert_eq!(r.status(), 404);
     assert_eq!(r.json::<Value>().await.unwrap()["error"], "no_forecast");
@@ -269,13 +277,11 @@ async fn the_page_shows_closes_forecasts_errors_and_drift() {
         .json()
         .await
         .unwrap();
-    let (_, g) = app.predict_at(hour_in_training(10)).await;
-    let actual = window_ending(hour_in_training(11), 1)[0].close;
-    app.post(
-        "/feedback",
-        &json!({"coin": "BTC", "ts": g["for_hour"], "close": actual}),
-    )
-    .await;
+    let actual = window_ending(newest + HOUR_MS, 1)[0].close;
+    let r = app
+        .feedback(&json!({"coin": "BTC", "ts": f["for_hour"], "close": actual}))
+        .await;
+    assert_eq!(r.status(), 200);
 
     let r = app.get("/").await;
     assert_eq!(r.status(), 200);

@@ -126,6 +126,11 @@ pub struct Args {
     /// Promote to champion even if the gate says no (first setup, manual rollback).
     #[arg(long, env = "RPS_FORCE_PROMOTE")]
     force_promote: bool,
+
+    /// Fewest test rows both models score on which a new model may replace the champion
+    /// (168 = a week of hours); on fewer, the new model is registered as challenger only.
+    #[arg(long, env = "RPS_MIN_GATE_ROWS", default_value_t = 168)]
+    min_gate_rows: usize,
 }
 
 impl Args {
@@ -160,6 +165,7 @@ impl Args {
             profile: self.profile,
             force_promote: self.force_promote,
             walk_forward: self.walk_forward,
+            min_gate_rows: self.min_gate_rows,
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The promotion gate: a new model becomes `champion` only if it beats the current champion
 //! on the same recent rows, with the champion re-scored now (its old metrics are not
-//! trusted: data, features or code may have changed since).
+//! trusted: data, features or code may have changed since), and only on enough rows to tell
+//! (`--min-gate-rows`, a week of hours by default: on 20 rows either model wins by luck).
 
 use rps_model::Forecaster;
 use serde::Serialize;
@@ -54,4 +55,57 @@ pub fn rescore(
         p_new.push(last * n[0].exp());
     }
     (rmse(&p_new, &a), rmse(&p_champ, &a), a.len())
+}
+
+/// The comparison of a new model with the champion it was re-scored against: whether to
+/// promote and why, in words that carry the numbers.
+pub fn judge(
+    new_rmse: f64,
+    champion_rmse: f64,
+    rows: usize,
+    min_rows: usize,
+    champion_version: &str,
+) -> (bool, String) {
+    let numbers = format!(
+        "new RMSE {new_rmse:.3} vs champion v{champion_version} RMSE {champion_rmse:.3} on \
+         {rows} rows"
+    );
+    if rows == 0 {
+        (
+            true,
+            format!("champion v{champion_version} could not score any test row"),
+        )
+    } else if rows < min_rows {
+        (
+            false,
+            format!(
+                "not promoted: only {rows} gate rows, fewer than --min-gate-rows {min_rows} \
+                 ({numbers}); train on more data, or --force-promote"
+            ),
+        )
+    } else if new_rmse < champion_rmse {
+        (true, format!("{numbers}: the new model is better"))
+    } else {
+        (false, format!("{numbers}: the new model is not better"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_better_model_is_promoted_only_on_enough_rows() {
+        let (promote, why) = judge(100.0, 120.0, 500, 168, "3");
+        assert!(promote, "{why}");
+        let (promote, why) = judge(100.0, 120.0, 20, 168, "3");
+        assert!(!promote, "20 rows decide nothing: {why}");
+        assert!(
+            why.contains("only 20 gate rows") && why.contains("168"),
+            "{why}"
+        );
+        assert!(why.contains("100.000") && why.contains("120.000"), "{why}");
+        let (promote, _) = judge(130.0, 120.0, 500, 168, "3");
+        assert!(!promote);
+    }
 }

@@ -111,6 +111,8 @@ pub struct Config {
     pub force_promote: bool,
     /// Walk-forward folds to evaluate besides the main run (0 = none).
     pub walk_forward: usize,
+    /// Fewest gate rows on which a new model may replace the champion.
+    pub min_gate_rows: usize,
 }
 
 /// What can go wrong in a training run.
@@ -515,6 +517,7 @@ async fn tracked(
         params: params.iter().cloned().collect(),
         git_commit: commit,
         reference: prep.reference.clone(),
+        weights_sha256: None,
     };
     let draft = ModelPackage {
         metadata: metadata.clone(),
@@ -907,21 +910,8 @@ async fn decide(
             g.new_rmse = Some(new_rmse);
             g.champion_rmse = Some(champ_rmse);
             g.rows = rows;
-            if rows == 0 {
-                g.promote = true;
-                g.reason = format!("champion v{} could not score any test row", mv.version);
-            } else if new_rmse < champ_rmse {
-                g.promote = true;
-                g.reason = format!(
-                    "new RMSE {new_rmse:.3} < champion v{} RMSE {champ_rmse:.3} on {rows} rows",
-                    mv.version
-                );
-            } else {
-                g.reason = format!(
-                    "new RMSE {new_rmse:.3} >= champion v{} RMSE {champ_rmse:.3} on {rows} rows",
-                    mv.version
-                );
-            }
+            (g.promote, g.reason) =
+                gate::judge(new_rmse, champ_rmse, rows, cfg.min_gate_rows, &mv.version);
         }
         Err(e) => {
             // A champion this build cannot load (older feature spec) cannot serve either.

@@ -114,3 +114,38 @@ fn the_same_seed_gives_the_same_model_and_test_rmse() {
     let wb = std::fs::read(b.path().join("package/model.safetensors")).unwrap();
     assert!(wa == wb, "same seed, same data: identical weights");
 }
+
+#[test]
+fn a_better_looking_model_on_too_few_gate_rows_never_replaces_the_champion() {
+    let out = tempfile::tempdir().unwrap();
+    let registry = out.path().join("registry");
+    ok(&train(&short_args(feature_store(), out.path()), None, &[]));
+    assert_eq!(alias(&registry, "champion").as_deref(), Some("1"));
+
+    // A store of 1,500 hours: about 140 test rows, fewer than a week of hours.
+    let small = tempfile::tempdir().unwrap();
+    let frame = rps_features::compute("BTC", &rps_testkit::fixture::bars()[..1500]);
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            let store = rps_core::Store::open(small.path().to_str().unwrap()).unwrap();
+            rps_features::write_frame(&store, &frame).await.unwrap();
+        });
+    let stdout = ok(&train(&short_args(small.path(), out.path()), None, &[]));
+    let m = metrics(out.path());
+    let rows = m["gate"]["rows"].as_u64().unwrap();
+    assert!(rows > 0 && rows < 168, "{rows} gate rows");
+    assert_eq!(m["gate"]["promote"], false, "{}", m["gate"]);
+    let reason = m["gate"]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains(&format!("only {rows} gate rows")) && reason.contains("168"),
+        "{reason}"
+    );
+    assert!(
+        stdout.contains("challenger, champion unchanged"),
+        "{stdout}"
+    );
+    assert_eq!(alias(&registry, "champion").as_deref(), Some("1"));
+}

@@ -60,7 +60,7 @@ async fn main() -> std::process::ExitCode {
         jobs: cli.jobs,
     };
     let result = rps_transform::run(config).await.context("Failed to transform").map(|s| {
-        println!(
+        rps_cli::say(format_args!(
             "transformed {} coin(s): {} bars in, {} feature rows out (dropped: {} gap, {} warm-up), feature spec {}",
             s.coins.len(),
             s.rows_in,
@@ -68,7 +68,7 @@ async fn main() -> std::process::ExitCode {
             s.dropped_gap,
             s.dropped_warmup,
             s.feature_spec_hash
-        );
+        ));
         ExitCode::Ok
     });
     rps_cli::finish(result, classify)

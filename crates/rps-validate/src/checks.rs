@@ -154,7 +154,11 @@ fn alignment_check(bars: &[Bar]) -> Check {
     Check::counted("hour_alignment", Severity::Error, n, details, ex)
 }
 
-/// Null ratio per column; NaN prices are nulls (rps-core decodes null prices as NaN).
+/// Null ratio per column; NaN prices are nulls (rps-core decodes null prices as NaN). The
+/// limit applies to the prices, which every feature needs; the optional columns (`volume`,
+/// whose features treat an unknown hour as unknown, and `cap`, which no feature reads) are
+/// reported, never failed: a CSV backfill without them followed by API hours with them is a
+/// normal history.
 fn null_checks(bars: &[Bar], max_ratio: f64) -> Vec<Check> {
     type Get = fn(&Bar) -> Option<f64>;
     let cols: [(&str, bool, Get); 6] = [
@@ -190,6 +194,19 @@ fn null_checks(bars: &[Bar], max_ratio: f64) -> Vec<Check> {
             } else {
                 n as f64 / rows as f64
             };
+            if optional {
+                return Check {
+                    name,
+                    severity: Severity::Warning,
+                    status: if n > 0 { Status::Warn } else { Status::Pass },
+                    count: n,
+                    details: format!(
+                        "{n} of {rows} rows null ({}); optional column, no limit",
+                        pct(ratio)
+                    ),
+                    examples: ex,
+                };
+            }
             let status = if ratio > max_ratio {
                 Status::Fail
             } else if n > 0 {
@@ -418,6 +435,25 @@ fn staleness_check(bars: &[Bar], s: &Settings) -> Check {
         return Check::counted("staleness", Severity::Error, 0, details, Vec::new());
     };
     let end_ms = end.timestamp_millis();
+    // The data interval is [start, end): a bar at or after `end` has not happened yet for
+    // this run (a mistyped year, a clock-skewed source). It would make the freshness gauges
+    // negative and every forecast "insufficient history", so it fails the run.
+    let ahead = bars.iter().filter(|b| b.ts >= end_ms).count();
+    if ahead > 0 {
+        return Check {
+            name: "staleness".into(),
+            severity: Severity::Error,
+            status: Status::Fail,
+            count: ahead,
+            details: format!(
+                "{ahead} bar(s) at or after --end {}, the newest {}: bars from after the data \
+                 interval (remove them from raw/ or fix the source)",
+                fmt_ms(end_ms),
+                fmt_ms(newest)
+            ),
+            examples: Vec::new(),
+        };
+    }
     let age_h = (end_ms - newest) as f64 / HOUR_MS as f64;
     // The last complete hour before `end` is the one whose bar we expect last.
     let expected_last = floor_hour(end_ms) - HOUR_MS;
@@ -427,20 +463,12 @@ fn staleness_check(bars: &[Bar], s: &Settings) -> Check {
     } else {
         Status::Pass
     };
-    let details = if age_h < 0.0 {
-        format!(
-            "newest bar {} is after --end {}",
-            fmt_ms(newest),
-            fmt_ms(end_ms)
-        )
-    } else {
-        format!(
-            "newest bar {} opens {age_h:.1} h before --end {} (limit {} h); {missing} trailing hours missing",
-            fmt_ms(newest),
-            fmt_ms(end_ms),
-            s.max_staleness_hours
-        )
-    };
+    let details = format!(
+        "newest bar {} opens {age_h:.1} h before --end {} (limit {} h); {missing} trailing hours missing",
+        fmt_ms(newest),
+        fmt_ms(end_ms),
+        s.max_staleness_hours
+    );
     Check {
         name: "staleness".into(),
         severity: Severity::Error,
@@ -535,6 +563,28 @@ mod tests {
     }
 
     #[test]
+    fn a_backfill_without_cap_then_api_hours_with_it_warns_and_does_not_fail() {
+        // 93 % of the rows (a CSV backfill) have neither cap nor volume; the API hours after
+        // it have both. No feature reads cap and volume features skip unknown hours.
+        let mut bars = series(300);
+        for (i, b) in bars.iter_mut().enumerate() {
+            let from_api = i >= 279;
+            b.cap = from_api.then_some(1e12);
+            b.volume = from_api.then_some(1e9);
+        }
+        let r = run(&bars, &Settings::default());
+        assert_eq!(status(&r, "null_ratio.cap"), (Status::Warn, 279));
+        assert_eq!(status(&r, "null_ratio.volume"), (Status::Warn, 279));
+        assert_ne!(r.status, Status::Fail, "{r:#?}");
+        assert!(
+            r.check("null_ratio.cap")
+                .unwrap()
+                .details
+                .contains("optional")
+        );
+    }
+
+    #[test]
     fn gaps_are_listed_with_their_first_and_last_missing_hour() {
         let bars: Vec<Bar> = series(20)
             .into_iter()
@@ -609,5 +659,24 @@ mod tests {
         assert_eq!(status(&run(&bars, &s), "staleness"), (Status::Pass, 1));
         s.end = DateTime::from_timestamp_millis(T0 + 12 * HOUR_MS); // 3 h old
         assert_eq!(status(&run(&bars, &s), "staleness"), (Status::Fail, 2));
+    }
+
+    #[test]
+    fn bars_at_or_after_the_end_fail_the_run() {
+        let mut bars = series(10);
+        bars.push(bar(24 * 365 * 77, 20_000.0)); // a row dated ~2099
+        let s = Settings {
+            end: DateTime::from_timestamp_millis(T0 + 10 * HOUR_MS),
+            ..Settings::default()
+        };
+        let r = run(&bars, &s);
+        assert_eq!(status(&r, "staleness"), (Status::Fail, 1));
+        assert!(
+            r.check("staleness")
+                .unwrap()
+                .details
+                .contains("after --end")
+        );
+        assert_eq!(r.status, Status::Fail);
     }
 }

@@ -21,7 +21,7 @@
 //! | `schema` | warning | a decodable file whose columns differ from the contract (extra columns, other time zone) |
 //! | `coin` | error | rows whose `coin` is not the file's coin |
 //! | `hour_alignment` | error | rows whose `ts` is not the start of a UTC hour |
-//! | `null_ratio.<col>` | error | nulls per column (`open`, `high`, `low`, `close`, `volume`, `cap`; NaN counts as null); fails above `--max-null-ratio`, warns below it; an optional column (`volume`, `cap`) that is null in every row is "not provided by the source" and passes |
+//! | `null_ratio.<col>` | error (prices), warning (`volume`, `cap`) | nulls per column (`open`, `high`, `low`, `close`, `volume`, `cap`; NaN counts as null); a price column fails above `--max-null-ratio` and warns below it; the optional columns (`volume`, `cap`: no feature needs them) only warn, and pass as "not provided by the source" when null in every row |
 //! | `duplicates` | error | rows repeating an earlier (`coin`, `ts`) |
 //! | `ordering` | error | rows whose `ts` is earlier than the previous row's |
 //! | `gaps` | warning | missing hours between the first and last bar, each listed in `gaps[]` |

@@ -5,7 +5,7 @@ use axum::Json;
 use utoipa::OpenApi;
 
 use crate::api;
-use crate::error::ErrorBody;
+use crate::error::{ErrorBody, ErrorCode};
 use rps_monitor::drift::PsiSummary;
 
 /// The API document.
@@ -35,8 +35,9 @@ model forecasts from a window of hourly bars (send `{\"coin\": \"BTC\"}` to use 
         api::PredictRequest, api::BarIn, api::BatchRequest, api::FeedbackRequest,
         api::ForecastOut, api::IntervalOut, api::ModelRef, api::BatchResponse,
         api::FeedbackResponse, api::HealthOut, api::ReadyOut, api::ModelOut, api::DriftOut,
-        api::ConceptOut, PsiSummary, ErrorBody,
+        api::ConceptOut, PsiSummary, ErrorBody, ErrorCode,
     )),
+    modifiers(&BearerToken),
     tags(
         (name = "forecast", description = "Next-hour forecasts"),
         (name = "monitoring", description = "Realised closes and drift"),
@@ -45,6 +46,23 @@ model forecasts from a window of hourly bars (send `{\"coin\": \"BTC\"}` to use 
     )
 )]
 pub struct ApiDoc;
+
+/// The `bearer` security scheme `/feedback` requires.
+#[derive(Debug)]
+struct BearerToken;
+
+impl utoipa::Modify for BearerToken {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        openapi
+            .components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme(
+                "bearer",
+                SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+            );
+    }
+}
 
 /// This document.
 #[utoipa::path(get, path = "/openapi.json", tag = "service",

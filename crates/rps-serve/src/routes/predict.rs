@@ -59,10 +59,11 @@ fn count(state: &AppState, coin: String) {
 #[utoipa::path(post, path = "/predict", tag = "forecast", request_body = PredictRequest,
     responses(
         (status = 200, description = "The forecast", body = ForecastOut),
+        (status = 404, description = "A coin neither the model nor the store knows (`unknown_coin`)", body = ErrorBody),
         (status = 400, description = "Malformed JSON (`malformed_json`)", body = ErrorBody),
         (status = 413, description = "Body larger than the limit (`payload_too_large`)", body = ErrorBody),
         (status = 415, description = "Content type is not JSON", body = ErrorBody),
-        (status = 422, description = "Wrong types or values (`invalid_request`: NaN/inf/non-positive prices, unsorted, gapped or too-short windows), `unknown_coin`, `no_data`, `insufficient_history`, or the seed's request shape (`legacy_request_shape`)", body = ErrorBody),
+        (status = 422, description = "Wrong types or values (`invalid_request`: NaN/inf/non-positive prices, unsorted, gapped or too-short windows), `no_data`, `insufficient_history`, or the seed's request shape (`legacy_request_shape`)", body = ErrorBody),
         (status = 503, description = "The store could not be read (`store_unavailable`), or no model has loaded yet (`no_model`)", body = ErrorBody),
     ))]
 pub async fn predict(
@@ -92,7 +93,9 @@ pub async fn predict(
     responses(
         (status = 200, description = "One forecast per request, in order", body = BatchResponse),
         (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 404, description = "A request's coin is unknown (`unknown_coin`, the detail names its index)", body = ErrorBody),
         (status = 413, description = "Body larger than the limit", body = ErrorBody),
+        (status = 415, description = "Content type is not JSON", body = ErrorBody),
         (status = 422, description = "An invalid request (detail names its index) or too many", body = ErrorBody),
         (status = 503, description = "The store could not be read", body = ErrorBody),
     ))]
