@@ -177,6 +177,17 @@ pub async fn store_with(bars: &[Bar]) -> TempDir {
     dir
 }
 
+/// A server whose store holds the fixture's bars up to hour `newest` (keep the directory).
+pub async fn app_with_store_until(newest: i64, opts: Opts) -> (TestApp, TempDir) {
+    let store = store_with(&bars()[..index_at(newest) + 1]).await;
+    let app = spawn_app_with(Opts {
+        store: Some(store.path().to_path_buf()),
+        ..opts
+    })
+    .await;
+    (app, store)
+}
+
 /// Options for [`spawn_app_with`].
 pub struct Opts {
     pub model: Option<ModelSpec>,
@@ -294,6 +305,15 @@ impl TestApp {
             .header("content-type", ctype)
             .body(body)
             .send()
+            .await
+            .unwrap()
+    }
+
+    /// POSTs /predict `{"coin": "BTC"}` (the store forecast) and returns its body.
+    pub async fn store_forecast(&self) -> Value {
+        self.post("/predict", &json!({"coin": COIN}))
+            .await
+            .json()
             .await
             .unwrap()
     }

@@ -12,17 +12,6 @@ use tokio::net::TcpStream;
 
 use crate::helpers::*;
 
-/// A server whose store holds the fixture's bars up to `newest`.
-async fn app_with_store_until(newest: i64, opts: Opts) -> (TestApp, tempfile::TempDir) {
-    let store = store_with(&bars()[..index_at(newest) + 1]).await;
-    let app = spawn_app_with(Opts {
-        store: Some(store.path().to_path_buf()),
-        ..opts
-    })
-    .await;
-    (app, store)
-}
-
 /// `bars` with every price multiplied by `k` and a spike of ×`spike` on the newest close.
 fn wild(src: &[Bar], k: f64, spike: f64) -> Vec<Bar> {
     let mut out: Vec<Bar> = src
@@ -49,12 +38,7 @@ async fn bars_a_client_sends_get_a_forecast_and_change_no_monitoring_state() {
     opts.settings.drift_min_rows = 24;
     opts.settings.drift_window = 200;
     let (app, _store) = app_with_store_until(newest, opts).await;
-    let store_f: Value = app
-        .post("/predict", &json!({"coin": COIN}))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let store_f = app.store_forecast().await;
     let drift_before: Value = app.get("/drift").await.json().await.unwrap();
     assert_eq!(drift_before["data"]["drift"], false, "{drift_before}");
     let gauge = r#"rps_forecast_close_usd{coin="BTC"}"#;
@@ -103,12 +87,7 @@ async fn bars_a_client_sends_get_a_forecast_and_change_no_monitoring_state() {
 async fn feedback_needs_the_configured_token_and_is_off_without_one() {
     let newest = hour_in_training(300);
     let (app, _store) = app_with_store_until(newest, Opts::default()).await;
-    let f: Value = app
-        .post("/predict", &json!({"coin": COIN}))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let f = app.store_forecast().await;
     let body = json!({"coin": COIN, "ts": f["for_hour"], "close": 1.0});
     let url = format!("{}/feedback", app.base);
     for (case, auth) in [

@@ -182,18 +182,8 @@ async fn a_batch_answers_each_request_in_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn feedback_records_the_realised_error_of_a_store_forecast_once() {
     let newest = hour_in_training(50);
-    let store = store_with(&bars()[..index_at(newest) + 1]).await;
-    let app = spawn_app_with(Opts {
-        store: Some(store.path().to_path_buf()),
-        ..Opts::default()
-    })
-    .await;
-    let f: Value = app
-        .post("/predict", &json!({"coin": "BTC"}))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let (app, _store) = app_with_store_until(newest, Opts::default()).await;
+    let f = app.store_forecast().await;
     assert_eq!(f["for_hour"], fmt_ms(newest + HOUR_MS));
     let actual = window_ending(newest + HOUR_MS, 1)[0].close;
     let body = json!({"coin": "BTC", "ts": fmt_ms(newest + HOUR_MS), "close": actual});
@@ -265,18 +255,8 @@ async fn openapi_describes_every_route_and_the_legacy_decision() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_page_shows_closes_forecasts_errors_and_drift() {
     let newest = hour_in_training(600);
-    let store = store_with(&bars()[..index_at(newest) + 1]).await;
-    let app = spawn_app_with(Opts {
-        store: Some(store.path().to_path_buf()),
-        ..Opts::default()
-    })
-    .await;
-    let f: Value = app
-        .post("/predict", &json!({"coin": "BTC"}))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let (app, _store) = app_with_store_until(newest, Opts::default()).await;
+    let f = app.store_forecast().await;
     let actual = window_ending(newest + HOUR_MS, 1)[0].close;
     let r = app
         .feedback(&json!({"coin": "BTC", "ts": f["for_hour"], "close": actual}))
