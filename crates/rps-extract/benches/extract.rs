@@ -52,7 +52,11 @@ fn benches(c: &mut Criterion) {
     g.bench_function("append_merge_encode_33k_bars", |b| {
         b.iter_batched(
             || bars.clone(),
-            |new| black_box(prepare("BTC", Stored::default(), new).expect("encodes")),
+            |new| {
+                black_box(
+                    prepare("BTC", Stored::default(), new, Default::default()).expect("encodes"),
+                )
+            },
             BatchSize::LargeInput,
         )
     });

@@ -3,6 +3,12 @@
 //! same window leaves the file byte-for-byte as it was (bars equal but for `ingested_at` are
 //! kept, not rewritten, and an unchanged file is not written at all).
 //!
+//! A replacement is a revision of stored history: every one is listed in [`Prepared::revisions`]
+//! (hour, old and new close), and one that moves a stored price by more than
+//! [`RevisionPolicy::tolerance`] refuses the whole run ([`ExtractError::Revision`]) unless the
+//! policy allows it — a mistaken re-import (wrong file, wrong unit, wrong coin) cannot rewrite
+//! the history the model was trained on without the operator saying so.
+//!
 //! Everything that can fail on input (reading and decoding the stored files, merging,
 //! encoding) happens in [`prepare`] for every coin before [`commit`] writes anything. Each write
 //! is atomic (see `rps_core::storage`); if a later coin's write fails, the files already
@@ -74,6 +80,71 @@ pub struct AppendStats {
     pub stored_rows: usize,
 }
 
+/// How far a re-observed hour may move a stored price before the run is refused.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RevisionPolicy {
+    /// Largest accepted relative change of a stored open, high, low or close (0.01 = 1 %).
+    pub tolerance: f64,
+    /// Accept larger revisions too (they are still listed and logged as warnings).
+    pub allow: bool,
+}
+
+impl Default for RevisionPolicy {
+    fn default() -> Self {
+        RevisionPolicy {
+            tolerance: 0.01,
+            allow: false,
+        }
+    }
+}
+
+/// One stored hour that this run replaces.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Revision {
+    /// The hour's open time, ms since the epoch (UTC).
+    pub ts: i64,
+    /// The stored close.
+    pub old_close: f64,
+    /// The new close.
+    pub new_close: f64,
+    /// The largest relative change of open, high, low or close (0.5 = 50 %); infinite when
+    /// a stored price was zero or not finite.
+    pub change: f64,
+}
+
+impl Revision {
+    fn between(old: &Bar, new: &Bar) -> Revision {
+        let rel = |o: f64, n: f64| {
+            if o == n {
+                0.0
+            } else if o.is_finite() && o != 0.0 && n.is_finite() {
+                ((n - o) / o).abs()
+            } else {
+                f64::INFINITY
+            }
+        };
+        let change = [
+            rel(old.open, new.open),
+            rel(old.high, new.high),
+            rel(old.low, new.low),
+            rel(old.close, new.close),
+        ]
+        .into_iter()
+        .fold(0.0, f64::max);
+        Revision {
+            ts: new.ts,
+            old_close: old.close,
+            new_close: new.close,
+            change,
+        }
+    }
+
+    /// The signed relative change of the close, in percent.
+    pub fn close_change_pct(&self) -> f64 {
+        (self.new_close - self.old_close) / self.old_close * 100.0
+    }
+}
+
 /// A coin's append, merged and encoded, ready to write.
 #[derive(Debug)]
 pub struct Prepared {
@@ -86,10 +157,21 @@ pub struct Prepared {
     encoded: Option<Bytes>,
     /// What the merge did (inserted, replaced, unchanged, rows after).
     pub stats: AppendStats,
+    /// Every stored hour replaced, ascending by hour.
+    pub revisions: Vec<Revision>,
 }
 
 /// Merges `new` bars (one coin) into what is stored and encodes the result. No I/O.
-pub fn prepare(coin: &str, stored: Stored, new: Vec<Bar>) -> Result<Prepared> {
+///
+/// # Errors
+/// [`ExtractError::Revision`] when a replaced hour moves a stored price by more than the
+/// policy's tolerance and the policy does not allow it; encoding errors.
+pub fn prepare(
+    coin: &str,
+    stored: Stored,
+    new: Vec<Bar>,
+    policy: RevisionPolicy,
+) -> Result<Prepared> {
     let key = layout::raw(coin);
     if let Some(b) = new.iter().find(|b| b.coin != coin) {
         return Err(ExtractError::Internal(format!(
@@ -99,6 +181,7 @@ pub fn prepare(coin: &str, stored: Stored, new: Vec<Bar>) -> Result<Prepared> {
     }
     let by_ts: HashMap<i64, &Bar> = stored.bars.iter().map(|b| (b.ts, b)).collect();
     let mut unchanged = 0;
+    let mut revisions = Vec::new();
     let changed: Vec<Bar> = new
         .into_iter()
         .filter(|b| match by_ts.get(&b.ts) {
@@ -106,10 +189,42 @@ pub fn prepare(coin: &str, stored: Stored, new: Vec<Bar>) -> Result<Prepared> {
                 unchanged += 1;
                 false
             }
-            _ => true,
+            Some(old) => {
+                revisions.push(Revision::between(old, b));
+                true
+            }
+            None => true,
         })
         .collect();
     drop(by_ts);
+    revisions.sort_by_key(|r| r.ts);
+    let over: Vec<&Revision> = revisions
+        .iter()
+        .filter(|r| r.change.is_nan() || r.change > policy.tolerance)
+        .collect();
+    if let Some(first) = over.first() {
+        if !policy.allow {
+            return Err(ExtractError::Revision {
+                coin: coin.to_string(),
+                hours: over.len(),
+                first_ts: rps_core::time::fmt_ms(first.ts),
+                old_close: first.old_close,
+                new_close: first.new_close,
+                pct: first.close_change_pct(),
+                tolerance_pct: policy.tolerance * 100.0,
+            });
+        }
+        for r in &over {
+            tracing::warn!(
+                coin,
+                hour = %rps_core::time::fmt_ms(r.ts),
+                old_close = r.old_close,
+                new_close = r.new_close,
+                change_pct = format!("{:.2}", r.change * 100.0),
+                "revising a stored hour beyond the tolerance (--allow-revisions)"
+            );
+        }
+    }
     let (merged, MergeStats { inserted, replaced }) = merge_bars(stored.bars, changed);
     let stats = AppendStats {
         inserted,
@@ -129,6 +244,7 @@ pub fn prepare(coin: &str, stored: Stored, new: Vec<Bar>) -> Result<Prepared> {
         previous: stored.bytes,
         encoded,
         stats,
+        revisions,
     })
 }
 
@@ -219,7 +335,13 @@ mod tests {
             bytes: Some(Bytes::from_static(b"old")),
             bars: vec![bar(0, 1.0, 5), bar(1, 2.0, 5)],
         };
-        let p = prepare("BTC", stored, vec![bar(0, 1.0, 9), bar(1, 2.0, 9)]).unwrap();
+        let p = prepare(
+            "BTC",
+            stored,
+            vec![bar(0, 1.0, 9), bar(1, 2.0, 9)],
+            RevisionPolicy::default(),
+        )
+        .unwrap();
         assert_eq!(
             p.stats,
             AppendStats {
@@ -238,7 +360,20 @@ mod tests {
             bytes: None,
             bars: vec![bar(0, 1.0, 5), bar(1, 2.0, 5)],
         };
-        let p = prepare("BTC", stored, vec![bar(1, 2.5, 9), bar(2, 3.0, 9)]).unwrap();
+        let allow = RevisionPolicy {
+            allow: true,
+            ..RevisionPolicy::default()
+        };
+        let p = prepare("BTC", stored, vec![bar(1, 2.5, 9), bar(2, 3.0, 9)], allow).unwrap();
+        assert_eq!(
+            p.revisions,
+            [Revision {
+                ts: 1,
+                old_close: 2.0,
+                new_close: 2.5,
+                change: 0.25
+            }]
+        );
         assert_eq!(
             p.stats,
             AppendStats {
@@ -258,5 +393,50 @@ mod tests {
             bars[0].ingested_at, 5,
             "untouched hours keep their ingestion time"
         );
+    }
+
+    #[test]
+    fn a_revision_beyond_the_tolerance_is_refused_unless_allowed_and_small_ones_pass_listed() {
+        let stored = || Stored {
+            bytes: None,
+            bars: vec![bar(0, 100.0, 5), bar(3_600_000, 100.0, 5)],
+        };
+        let policy = RevisionPolicy::default();
+        let small = prepare("BTC", stored(), vec![bar(0, 100.5, 9)], policy).unwrap();
+        assert_eq!(small.stats.replaced, 1);
+        assert_eq!(small.revisions.len(), 1);
+        assert!((small.revisions[0].change - 0.005).abs() < 1e-12);
+
+        let big = vec![bar(0, 100.0 / 48_000.0, 9), bar(3_600_000, 0.002, 9)];
+        let err = prepare("BTC", stored(), big.clone(), policy).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            matches!(err, ExtractError::Revision { hours: 2, .. }),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("1970-01-01T00:00:00Z") && msg.contains("nothing was written"),
+            "{msg}"
+        );
+        assert_eq!(err.exit_code(), rps_core::ExitCode::BadInput);
+
+        let allowed = prepare(
+            "BTC",
+            stored(),
+            big,
+            RevisionPolicy {
+                allow: true,
+                ..policy
+            },
+        )
+        .unwrap();
+        assert_eq!(allowed.stats.replaced, 2);
+
+        // A stored price of zero cannot be revised "by a small fraction".
+        let zero = Stored {
+            bytes: None,
+            bars: vec![bar(0, 0.0, 5)],
+        };
+        assert!(prepare("BTC", zero, vec![bar(0, 1.0, 9)], policy).is_err());
     }
 }

@@ -9,6 +9,7 @@ use clap::Parser;
 use rps_cli::{CoinList, CommonArgs};
 use rps_core::storage::S3Options;
 use rps_core::time::parse_utc;
+use rps_extract::append::RevisionPolicy;
 use rps_extract::csv_import::CsvColumns;
 use rps_extract::livecoinwatch::{ClientOptions, DEFAULT_API_BASE, KEY_VAR};
 use rps_extract::{Config, LcwSettings, SourceConfig, SourceKind};
@@ -124,6 +125,25 @@ pub struct Cli {
     /// Seed of the synthetic generator (same seed, same bars).
     #[arg(long, env = "RPS_SEED", default_value_t = 42)]
     seed: u64,
+
+    /// Largest change, in percent, a re-observed hour may make to a stored open, high, low
+    /// or close; a run that would revise more is refused and writes nothing (every accepted
+    /// revision is listed in the summary).
+    #[arg(long, env = "RPS_REVISION_TOLERANCE", default_value_t = 1.0, value_parser = parse_pct)]
+    revision_tolerance: f64,
+
+    /// Accept revisions of stored hours beyond --revision-tolerance (each is listed and
+    /// logged as a warning), e.g. to re-import a corrected export.
+    #[arg(long, env = "RPS_ALLOW_REVISIONS")]
+    allow_revisions: bool,
+}
+
+/// A percentage: a finite number >= 0.
+fn parse_pct(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        _ => Err(format!("'{s}' is not a percentage >= 0 (e.g. 1 or 0.5)")),
+    }
 }
 
 impl Cli {
@@ -170,6 +190,10 @@ impl Cli {
             coins: self.coins.map(|c| c.0),
             start: self.start.map(|t| t.timestamp_millis()),
             end: self.end.map(|t| t.timestamp_millis()),
+            revisions: RevisionPolicy {
+                tolerance: self.revision_tolerance / 100.0,
+                allow: self.allow_revisions,
+            },
         }
     }
 }

@@ -176,6 +176,27 @@ pub enum ExtractError {
         remaining: u64,
     },
 
+    /// Re-observed hours would move stored prices by more than the revision tolerance.
+    #[error(
+        "{coin}: {hours} stored hour(s) would change by more than {tolerance_pct} % (first {first_ts}: close {old_close} -> {new_close}, {pct:+.2} %); nothing was written; pass --allow-revisions to accept them or raise --revision-tolerance"
+    )]
+    Revision {
+        /// The coin.
+        coin: String,
+        /// Hours beyond the tolerance.
+        hours: usize,
+        /// The first of them, RFC 3339.
+        first_ts: String,
+        /// Its stored close.
+        old_close: f64,
+        /// Its new close.
+        new_close: f64,
+        /// The signed change of its close, percent.
+        pct: f64,
+        /// The tolerance, percent.
+        tolerance_pct: f64,
+    },
+
     /// The shared storage layer failed (its own error carries location and key). Boxed: the
     /// object-store error inside is large and this enum travels in every `Result`.
     #[error(transparent)]
@@ -215,6 +236,7 @@ impl ExtractError {
             | BadRecord { .. }
             | UnknownCoin { .. }
             | MissingEnv { .. }
+            | Revision { .. }
             | Unauthorized { .. } => ExitCode::BadInput,
             Rejected { .. } | GaveUp { .. } | Malformed { .. } | NotEnoughCredits { .. } => {
                 ExitCode::External

@@ -36,7 +36,7 @@ use rps_core::time::{HOUR_MS, floor_hour, fmt_ms};
 use rps_core::{Bar, Source, Store};
 use secrecy::SecretString;
 
-use crate::append::{AppendStats, Stored};
+use crate::append::{AppendStats, Revision, RevisionPolicy, Stored};
 use crate::csv_import::{CsvColumns, CsvOptions};
 pub use crate::error::{ExtractError, Result, classify};
 use crate::livecoinwatch::{Client, ClientOptions, KEY_VAR, plan_windows};
@@ -114,6 +114,8 @@ pub struct Config {
     pub start: Option<i64>,
     /// End of the window (ms, exclusive; rounded down to the hour).
     pub end: Option<i64>,
+    /// How far a re-observed stored hour may move before the run is refused.
+    pub revisions: RevisionPolicy,
 }
 
 /// What one coin's run did.
@@ -130,6 +132,8 @@ pub struct CoinSummary {
     /// What the append did with them (serialized inline, not as a nested object).
     #[serde(flatten)]
     pub append: AppendStats,
+    /// Every stored hour this run replaced (old and new close).
+    pub revisions: Vec<Revision>,
 }
 
 /// What the run did; its `Display` is the one-line summary the binary prints.
@@ -188,6 +192,20 @@ impl std::fmt::Display for Summary {
                 " requests={} retries={} skipped_points={}",
                 self.requests, self.retries, self.skipped_points
             )?;
+        }
+        // Every revision of stored history is shown, one line each, below the summary line.
+        for c in &self.coins {
+            for r in &c.revisions {
+                write!(
+                    f,
+                    "\nreplaced {} {} close {} -> {} ({:+.2} %)",
+                    c.coin,
+                    fmt_ms(r.ts),
+                    r.old_close,
+                    r.new_close,
+                    r.close_change_pct()
+                )?;
+            }
         }
         Ok(())
     }
@@ -277,13 +295,14 @@ pub async fn run_on(store: &Store, config: Config) -> Result<Summary> {
     for (coin, bars, stored) in batches {
         let (first_ts, last_ts) = (bars.first().map(|b| b.ts), bars.last().map(|b| b.ts));
         let n = bars.len();
-        let p = append::prepare(&coin, stored, bars)?;
+        let p = append::prepare(&coin, stored, bars, config.revisions)?;
         summary.coins.push(CoinSummary {
             coin,
             bars: n,
             first_ts,
             last_ts,
             append: p.stats,
+            revisions: p.revisions.clone(),
         });
         prepared.push(p);
     }

@@ -164,9 +164,31 @@ async fn a_later_import_of_an_hour_replaces_the_stored_one() {
         .code,
         0
     );
-    let out = extract_on(
+    // The corrected close is a large revision: refused until the operator allows it.
+    let before = b.snapshot().await;
+    let refused = extract_on(
         &b,
         &["--source", "csv", "--path", v2.to_str().unwrap()],
+        &[],
+    )
+    .await;
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
+    assert!(
+        refused.error_line().contains("--allow-revisions"),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(b.snapshot().await, before, "a refused run writes nothing");
+
+    let out = extract_on(
+        &b,
+        &[
+            "--source",
+            "csv",
+            "--path",
+            v2.to_str().unwrap(),
+            "--allow-revisions",
+        ],
         &[],
     )
     .await;
@@ -176,10 +198,102 @@ async fn a_later_import_of_an_hour_replaces_the_stored_one() {
         "{}",
         out.stdout
     );
+    let ts3: i64 = f[0].parse::<i64>().unwrap() * 1000;
+    let listed = format!(
+        "replaced BTC {} close {} -> 12345.5 (",
+        rps_core::time::fmt_ms(ts3),
+        f[6]
+    );
+    assert!(out.stdout.contains(&listed), "{listed} in {}", out.stdout);
     let bars = read_bars(&b.store(), "BTC").await.unwrap();
     assert_eq!(bars.len(), 11);
-    let ts3: i64 = f[0].parse::<i64>().unwrap() * 1000;
     assert_eq!(bars.iter().find(|b| b.ts == ts3).unwrap().close, 12345.5);
+}
+
+/// The fixture's first `n` rows with every price multiplied by `factor`.
+fn scaled(n: usize, factor: f64) -> Vec<String> {
+    let lines = rps_testkit::fixture::head(n);
+    let mut out = vec![lines[0].clone()];
+    for l in &lines[1..] {
+        let mut f: Vec<String> = l.split(',').map(str::to_string).collect();
+        for v in &mut f[3..=6] {
+            *v = format!("{}", v.parse::<f64>().unwrap() * factor);
+        }
+        out.push(f.join(","));
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_re_import_that_rewrites_stored_history_is_refused_and_small_revisions_are_listed() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = Backend::local();
+    let v1 = write_lines(dir.path(), "v1.csv", &scaled(24, 1.0));
+    let first = extract_on(
+        &b,
+        &["--source", "csv", "--path", v1.to_str().unwrap()],
+        &[],
+    )
+    .await;
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    let before = b.snapshot().await;
+
+    // The same 24 hours at prices ~48,000 times lower (e.g. quoted in satoshi-per-cent by
+    // mistake): every stored hour would be rewritten.
+    let wrong = write_lines(dir.path(), "wrong.csv", &scaled(24, 1.0 / 48_000.0));
+    let out = extract_on(
+        &b,
+        &["--source", "csv", "--path", wrong.to_str().unwrap()],
+        &[],
+    )
+    .await;
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    let line = out.error_line();
+    assert!(
+        line.contains("BTC: 24 stored hour(s) would change by more than 1 %")
+            && line.contains("nothing was written"),
+        "{line}"
+    );
+    assert_eq!(b.snapshot().await, before, "the store is byte-identical");
+
+    // A revision inside the tolerance (0.5 %) passes and every replaced hour is listed.
+    let close = write_lines(dir.path(), "close.csv", &scaled(24, 1.005));
+    let ok = extract_on(
+        &b,
+        &["--source", "csv", "--path", close.to_str().unwrap()],
+        &[],
+    )
+    .await;
+    assert_eq!(ok.code, 0, "{}", ok.stderr);
+    assert!(ok.stdout.contains("replaced=24"), "{}", ok.stdout);
+    let listed: Vec<&str> = ok
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("replaced BTC ") && l.ends_with("(+0.50 %)"))
+        .collect();
+    assert_eq!(listed.len(), 24, "{}", ok.stdout);
+
+    // A tighter tolerance refuses the same kind of change.
+    let again = write_lines(dir.path(), "again.csv", &scaled(24, 1.01));
+    let tight = extract_on(
+        &b,
+        &[
+            "--source",
+            "csv",
+            "--path",
+            again.to_str().unwrap(),
+            "--revision-tolerance",
+            "0.1",
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(tight.code, 2, "{}", tight.stderr);
+    assert!(
+        tight.error_line().contains("more than 0.1 %"),
+        "{}",
+        tight.stderr
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

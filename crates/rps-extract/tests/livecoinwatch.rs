@@ -30,6 +30,7 @@ fn config(api: &FakeApi, b: &Backend, start: Option<i64>, end: Option<i64>) -> C
         coins: None,
         start,
         end,
+        revisions: Default::default(),
     }
 }
 

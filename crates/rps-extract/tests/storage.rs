@@ -47,6 +47,7 @@ async fn a_failed_run_changes_nothing(b: &Backend) {
             coins: Some(vec![coin.into()]),
             start: Some(rps_extract::synthetic::DEFAULT_END_MS - 3 * DAY),
             end: None,
+            revisions: Default::default(),
         };
         rps_extract::run(cfg).await.unwrap();
     }
