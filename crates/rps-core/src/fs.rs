@@ -5,7 +5,9 @@
 //!
 //! A process killed mid-write cannot remove its temp file; the next write of the same target
 //! removes the temp files of processes that no longer run ([`remove_stale`]), and the
-//! project's `.dvcignore` keeps DVC from ever tracking one.
+//! project's `.dvcignore` keeps DVC from ever tracking one. Writers of whole directories
+//! (a model package, a registry version) stage them under a name carrying their pid, and
+//! their next write sweeps the ones of dead writers ([`remove_dead_writers`]).
 
 use std::fs::File;
 use std::io;
@@ -80,6 +82,55 @@ pub fn remove_stale(dir: &Path, name: &str) {
     }
 }
 
+/// Removes what killed writers left in `dir` under names that carry their pid:
+/// `<prefix><pid>` or `<prefix><pid>-<anything>` (a staging or backup directory, or a file),
+/// where `<pid>` is not ours and no longer runs ([`process_alive`]). Directories go with
+/// everything in them. Best effort: what cannot be removed is left and logged at warn;
+/// each removal is logged at info. Returns the paths removed.
+///
+/// The writers that use it: a model package's `.<name>.staging-<pid>` / `.<name>.old-<pid>`
+/// (rps-model), the local registry's `.staging-<pid>-<hex>` (rps-mlflow) and rps-train's
+/// scratch directory `rps-train-<pid>-<random>`.
+pub fn remove_dead_writers(dir: &Path, prefix: &str) -> Vec<std::path::PathBuf> {
+    let mut removed = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return removed;
+    };
+    for e in entries.flatten() {
+        let file = e.file_name();
+        let Some(rest) = file.to_str().and_then(|f| f.strip_prefix(prefix)) else {
+            continue;
+        };
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        let (pid, tail) = rest.split_at(digits);
+        let Ok(pid) = pid.parse::<u32>() else {
+            continue;
+        };
+        if !(tail.is_empty() || tail.starts_with('-'))
+            || pid == std::process::id()
+            || process_alive(pid)
+        {
+            continue;
+        }
+        let path = e.path();
+        // `file_type` does not follow symlinks: a link is removed, never what it points at.
+        let result = match e.file_type() {
+            Ok(t) if t.is_dir() => std::fs::remove_dir_all(&path),
+            _ => std::fs::remove_file(&path),
+        };
+        match result {
+            Ok(()) => {
+                tracing::info!(path = %path.display(), pid, "removed what a killed writer left");
+                removed.push(path);
+            }
+            Err(err) => {
+                tracing::warn!(path = %path.display(), pid, error = %err, "cannot remove what a killed writer left")
+            }
+        }
+    }
+    removed
+}
+
 /// Whether a process runs (Linux: `/proc/<pid>` exists; elsewhere assumed alive, so
 /// nothing is removed that might still be written).
 pub fn process_alive(pid: u32) -> bool {
@@ -148,6 +199,44 @@ mod tests {
             other.exists(),
             "another target's temp file is not touched: {left:?}"
         );
+    }
+
+    #[test]
+    fn directories_of_killed_writers_are_removed_and_live_or_unrelated_ones_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let me = std::process::id();
+        // 99999999 is above any pid_max (2^22), so never a running process.
+        let dead = [".pkg.staging-99999999", ".staging-99999999-00ff"];
+        let kept = [
+            format!(".pkg.staging-{me}"),
+            format!(".staging-{me}-abcd"),
+            ".pkg.staging-99999999x".to_string(),
+            ".pkg.staging-".to_string(),
+            ".other.staging-99999999".to_string(),
+        ];
+        for d in dead
+            .iter()
+            .map(|s| s.to_string())
+            .chain(kept.iter().cloned())
+        {
+            std::fs::create_dir_all(dir.path().join(&d).join("sub")).unwrap();
+            std::fs::write(dir.path().join(&d).join("sub/f"), b"half").unwrap();
+        }
+        // A dead writer's file (not a directory) goes too.
+        std::fs::write(dir.path().join(".pkg.old-99999999"), b"half").unwrap();
+
+        let mut removed = remove_dead_writers(dir.path(), ".pkg.staging-");
+        removed.extend(remove_dead_writers(dir.path(), ".staging-"));
+        removed.extend(remove_dead_writers(dir.path(), ".pkg.old-"));
+        assert_eq!(removed.len(), 3, "{removed:?}");
+        let left = names(dir.path());
+        for d in dead {
+            assert!(!left.contains(&d.to_string()), "{d} left: {left:?}");
+        }
+        assert!(!left.contains(&".pkg.old-99999999".to_string()), "{left:?}");
+        for k in &kept {
+            assert!(left.contains(k), "{k} was removed: {left:?}");
+        }
     }
 
     #[test]

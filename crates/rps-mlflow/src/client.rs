@@ -553,6 +553,50 @@ impl MlflowClient {
         Ok(r.run)
     }
 
+    /// Every run of the experiments `experiment_ids` that matches `filter` (MLflow's
+    /// search syntax, e.g. `attributes.status = 'RUNNING'`), all pages (`runs/search`).
+    pub async fn search_runs(&self, experiment_ids: &[String], filter: &str) -> Result<Vec<Run>> {
+        #[derive(Deserialize, Default)]
+        #[serde(default)]
+        struct Resp {
+            runs: Vec<Run>,
+            next_page_token: Option<String>,
+        }
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut body = json!({
+                "experiment_ids": experiment_ids,
+                "filter": filter,
+                "max_results": 1000,
+            });
+            if let Some(t) = &token {
+                body["page_token"] = json!(t);
+            }
+            let r: Resp = self.post("runs/search", body).await?;
+            out.extend(r.runs);
+            match r.next_page_token.filter(|t| !t.is_empty()) {
+                Some(t) => token = Some(t),
+                None => return Ok(out),
+            }
+        }
+    }
+
+    /// Sets (or overwrites) one run tag (`runs/set-tag`); an over-long value is truncated
+    /// with a warning, as in [`MlflowClient::log_batch`].
+    pub async fn set_tag(&self, run_id: &str, key: &str, value: &str) -> Result<()> {
+        let tag = checked_tags(&[Tag::new(key, value)])?
+            .pop()
+            .ok_or_else(|| Error::invalid("tag", "nothing to set"))?;
+        let _: serde_json::Value = self
+            .post(
+                "runs/set-tag",
+                json!({ "run_id": run_id, "key": tag.key, "value": tag.value }),
+            )
+            .await?;
+        Ok(())
+    }
+
     /// Logs metrics, params and tags, split into as many log-batch calls as the server's
     /// limits require. Everything is checked before the first call, so a bad value (a NaN
     /// metric, an over-long param) sends nothing. Returns the number of calls made.

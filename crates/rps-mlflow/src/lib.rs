@@ -34,6 +34,7 @@ pub mod types;
 pub use client::{MlflowClient, RetryPolicy, now_ms};
 pub use error::{Error, Result};
 pub use registry::{
-    Dataset, LocalRegistry, LocalRun, MlflowRegistry, ModelUri, ModelVersion, Registry, RunHandle,
+    Dataset, ERROR_TAG, HOST_TAG, LocalRegistry, LocalRun, MlflowRegistry, ModelUri, ModelVersion,
+    PID_TAG, Registry, RunHandle,
 };
 pub use types::{Metric, RunStatus};

@@ -364,3 +364,120 @@ async fn a_damaged_version_file_is_bad_input_naming_the_file() {
     assert_eq!(e.exit_code(), rps_core::ExitCode::BadInput, "{e}");
     assert!(e.to_string().contains(vf.to_str().unwrap()), "{e}");
 }
+
+/// The tags rps-train gives a run: its host and pid.
+fn trainer(host: &str, pid: u32) -> Vec<(String, String)> {
+    s(&[
+        (rps_mlflow::HOST_TAG, host),
+        (rps_mlflow::PID_TAG, &pid.to_string()),
+    ])
+}
+
+#[tokio::test]
+async fn runs_left_running_by_a_dead_trainer_of_this_host_are_closed_failed_and_others_kept() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("registry");
+    let local = LocalRegistry::open(&dir).unwrap();
+    let reg = Registry::Local(local.clone());
+    // 99999999 is above any pid_max: never a running process. Our parent is alive.
+    let live = std::os::unix::process::parent_id();
+    let orphan = reg
+        .start_run("exp", "killed", &trainer("host-a", 99_999_999))
+        .await
+        .unwrap();
+    let alive = reg
+        .start_run("exp", "alive", &trainer("host-a", live))
+        .await
+        .unwrap();
+    let ours = reg
+        .start_run("exp", "ours", &trainer("host-a", std::process::id()))
+        .await
+        .unwrap();
+    let other_host = reg
+        .start_run("exp", "elsewhere", &trainer("host-b", 99_999_999))
+        .await
+        .unwrap();
+    let other_exp = reg
+        .start_run("exp2", "other-exp", &trainer("host-a", 99_999_999))
+        .await
+        .unwrap();
+    let untagged = reg.start_run("exp", "untagged", &[]).await.unwrap();
+    let ended = reg
+        .start_run("exp", "ended", &trainer("host-a", 99_999_999))
+        .await
+        .unwrap();
+    reg.end_run(&ended, RunStatus::Finished).await.unwrap();
+
+    let closed = reg.close_orphaned_runs("exp", "host-a").await.unwrap();
+
+    assert_eq!(closed, vec![orphan.run_id.clone()]);
+    let r = local.get_run(&orphan.run_id).unwrap();
+    assert_eq!(r.status, RunStatus::Failed);
+    assert!(r.end_time.is_some_and(|t| t >= r.start_time), "{r:?}");
+    assert_eq!(
+        r.tags.get(rps_mlflow::ERROR_TAG).map(String::as_str),
+        Some("orphaned: trainer pid 99999999 on host-a is gone")
+    );
+    for run in [&alive, &ours, &other_host, &other_exp, &untagged] {
+        let r = local.get_run(&run.run_id).unwrap();
+        assert_eq!(r.status, RunStatus::Running, "{} was closed", r.run_name);
+        assert!(!r.tags.contains_key(rps_mlflow::ERROR_TAG), "{r:?}");
+    }
+    assert_eq!(
+        local.get_run(&ended.run_id).unwrap().status,
+        RunStatus::Finished
+    );
+    // The closing is in the runs log like any other end.
+    let ends: Vec<_> = log_lines(&dir)
+        .into_iter()
+        .filter(|l| l["event"] == "end" && l["run_id"] == orphan.run_id.as_str())
+        .collect();
+    assert_eq!(ends.len(), 1, "{ends:?}");
+    assert_eq!(ends[0]["status"], "FAILED");
+    // A second sweep finds nothing more; an unknown experiment has nothing.
+    assert!(
+        reg.close_orphaned_runs("exp", "host-a")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        reg.close_orphaned_runs("nope", "host-a")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn a_registration_removes_the_staging_directories_of_dead_registrars_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("registry");
+    let reg = Registry::local(&dir).unwrap();
+    let pkg = make_package(tmp.path());
+    let run = reg.start_run("rps", "train", &[]).await.unwrap();
+    reg.log_artifact(&run, &pkg, "model").await.unwrap();
+    // What a registrar killed mid-copy leaves, and one still copying in another process.
+    let model_dir = dir.join("models/m");
+    let dead = model_dir.join(".staging-99999999-0123456789abcdef");
+    let live = model_dir.join(format!(
+        ".staging-{}-fedcba9876543210",
+        std::os::unix::process::parent_id()
+    ));
+    for d in [&dead, &live] {
+        std::fs::create_dir_all(d.join("sub")).unwrap();
+        std::fs::write(d.join("sub/model.safetensors"), b"half").unwrap();
+    }
+
+    let v = reg.register(&run, "m", "model").await.unwrap();
+
+    assert_eq!(v.version, "1");
+    assert!(!dead.exists(), "a dead registrar's staging is removed");
+    assert!(live.exists(), "a running registrar's staging is kept");
+    let left: Vec<String> = std::fs::read_dir(&model_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".staging-"))
+        .collect();
+    assert_eq!(left.len(), 1, "only the live staging is left: {left:?}");
+}

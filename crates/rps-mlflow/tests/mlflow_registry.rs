@@ -254,3 +254,86 @@ async fn registering_a_missing_artifact_directory_creates_no_version() {
     assert_eq!(info.status(), Some(RunStatus::Failed));
     assert!(info.end_time.is_some());
 }
+
+#[tokio::test]
+#[ignore = "needs the MLflow test server; scripts/test starts it"]
+async fn runs_left_running_by_a_dead_trainer_are_closed_failed_through_the_rest_api() {
+    let uri = rps_testkit::service::mlflow_uri();
+    let client = client(&uri);
+    let reg = Registry::Mlflow(MlflowRegistry::new(client.clone()));
+    let exp = unique("rps-test-orphans");
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap()
+        .trim()
+        .to_string();
+    let tags = |host: &str, pid: u32| {
+        s(&[
+            (rps_mlflow::HOST_TAG, host),
+            (rps_mlflow::PID_TAG, &pid.to_string()),
+        ])
+    };
+    // 99999999 is above any pid_max: never a running process.
+    let orphan = reg
+        .start_run(&exp, "killed", &tags(&host, 99_999_999))
+        .await
+        .unwrap();
+    let ours = reg
+        .start_run(&exp, "ours", &tags(&host, std::process::id()))
+        .await
+        .unwrap();
+    let live = reg
+        .start_run(
+            &exp,
+            "live",
+            &tags(&host, std::os::unix::process::parent_id()),
+        )
+        .await
+        .unwrap();
+    let elsewhere = reg
+        .start_run(&exp, "elsewhere", &tags("another-host", 99_999_999))
+        .await
+        .unwrap();
+    let finished = reg
+        .start_run(&exp, "finished", &tags(&host, 99_999_999))
+        .await
+        .unwrap();
+    reg.end_run(&finished, RunStatus::Finished).await.unwrap();
+    let before = now_ms();
+
+    let closed = reg.close_orphaned_runs(&exp, &host).await.unwrap();
+
+    assert_eq!(closed, vec![orphan.run_id.clone()]);
+    let got = client.get_run(&orphan.run_id).await.unwrap();
+    assert_eq!(got.info.status(), Some(RunStatus::Failed));
+    let end = got.info.end_time.expect("an end time");
+    assert!(end >= before, "end time {end} is epoch ms of the closing");
+    assert_eq!(
+        got.data.tag(rps_mlflow::ERROR_TAG),
+        Some(format!("orphaned: trainer pid 99999999 on {host} is gone").as_str())
+    );
+    for run in [&ours, &live, &elsewhere] {
+        let got = client.get_run(&run.run_id).await.unwrap();
+        assert_eq!(
+            got.info.status(),
+            Some(RunStatus::Running),
+            "{} was closed",
+            run.run_name
+        );
+        assert_eq!(got.data.tag(rps_mlflow::ERROR_TAG), None);
+    }
+    let got = client.get_run(&finished.run_id).await.unwrap();
+    assert_eq!(got.info.status(), Some(RunStatus::Finished));
+    // Nothing is left to close; an experiment that does not exist has nothing.
+    assert!(
+        reg.close_orphaned_runs(&exp, &host)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        reg.close_orphaned_runs(&unique("rps-test-none"), &host)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}

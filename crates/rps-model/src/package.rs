@@ -193,6 +193,12 @@ impl ModelPackage {
     /// Writes the package to `dir` atomically for readers: the files are written to a
     /// sibling staging directory which then replaces `dir` (a previous package there is
     /// removed only after the new one is in place).
+    ///
+    /// The staging and backup siblings carry the writer's pid (`.<name>.staging-<pid>`,
+    /// `.<name>.old-<pid>`), so what a killed save left is recognisable: this save removes
+    /// the staging directories of dead writers first, and their backups once the new
+    /// package is in place (before that, a backup may be the only copy of the previous
+    /// package, when a save was killed between its two renames).
     pub fn save(&self, dir: &Path) -> Result<()> {
         self.check(dir)?;
         let parent = dir
@@ -204,6 +210,7 @@ impl ModelPackage {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| "model".into());
+        rps_core::fs::remove_dead_writers(parent, &format!(".{name}.staging-"));
         let staging = parent.join(format!(".{name}.staging-{}", std::process::id()));
         if staging.exists() {
             std::fs::remove_dir_all(&staging).map_err(ModelError::io(&staging))?;
@@ -231,6 +238,7 @@ impl ModelPackage {
         if old.exists() {
             std::fs::remove_dir_all(&old).map_err(ModelError::io(&old))?;
         }
+        rps_core::fs::remove_dead_writers(parent, &format!(".{name}.old-"));
         Ok(())
     }
 

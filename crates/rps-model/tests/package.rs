@@ -115,6 +115,34 @@ fn saving_over_a_package_replaces_it_whole() {
 }
 
 #[test]
+fn the_next_save_removes_what_killed_saves_left_and_keeps_a_live_writers_staging() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("pkg");
+    package(24, 8).save(&p).unwrap();
+    // What a save killed mid-way leaves: its staging directory and its backup of the
+    // previous package (pid 99999999 is above any pid_max, so never running).
+    let dead_staging = dir.path().join(".pkg.staging-99999999");
+    let dead_old = dir.path().join(".pkg.old-99999999");
+    // A save still running in another process: our parent's pid (alive, and not ours).
+    let live = std::os::unix::process::parent_id();
+    let live_staging = dir.path().join(format!(".pkg.staging-{live}"));
+    for d in [&dead_staging, &dead_old, &live_staging] {
+        std::fs::create_dir_all(d).unwrap();
+        std::fs::write(d.join("model.safetensors"), b"half").unwrap();
+    }
+
+    package(12, 4).save(&p).unwrap();
+
+    assert_eq!(ModelPackage::load(&p).unwrap().metadata.lookback, 12);
+    assert!(!dead_staging.exists(), "a dead writer's staging is removed");
+    assert!(!dead_old.exists(), "a dead writer's backup is removed");
+    assert!(
+        live_staging.exists(),
+        "a running writer's staging directory is kept"
+    );
+}
+
+#[test]
 fn a_package_of_another_feature_spec_is_refused_by_the_forecaster() {
     let dir = tempfile::tempdir().unwrap();
     let mut pkg = package(24, 8);

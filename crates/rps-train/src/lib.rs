@@ -16,11 +16,18 @@
 //! `--metrics` (DVC metrics), `<report-dir>/evaluation.{json,html}`, `learning_curve.svg`,
 //! `predictions.svg`; the run, its artifacts, the registered version and the `challenger` /
 //! `champion` aliases in the registry. Exit codes: 0 (also when the gate keeps the old
-//! champion), 2 bad flags or missing features, 4 MLflow unreachable after retries, 1 bug.
+//! champion), 2 bad flags or missing features, 4 MLflow unreachable after retries, 1 bug,
+//! 143 after SIGTERM and 130 after SIGINT (the run ends KILLED; [`signals`]).
 //!
 //! Order of side effects: nothing is written before the run starts; a failure after that
 //! marks the run FAILED with an `error` tag; the model is registered (and aliases moved)
 //! only after every artifact is logged, and `--package-out` is replaced only after that.
+//! Every file is written to a temp file or staging directory and renamed into place.
+//!
+//! What a killed run leaves: every run is tagged `rps.host` and `rps.pid`, and each new run
+//! closes the RUNNING runs of its experiment whose trainer on this host is gone (FAILED,
+//! tag `rps.error` = `orphaned: trainer pid <pid> on <host> is gone`); staging directories
+//! and the scratch directory carry the writer's pid and are removed by the next writer.
 
 #![deny(missing_docs)]
 
@@ -28,6 +35,7 @@ pub mod data;
 pub mod eval;
 pub mod gate;
 pub mod report;
+pub mod signals;
 pub mod walk;
 
 use std::collections::BTreeMap;
@@ -42,7 +50,7 @@ use rps_core::storage::layout;
 use rps_core::time::fmt_ms;
 use rps_core::{CoreError, Store};
 use rps_features::{FeatureFrame, read_frame, spec};
-use rps_mlflow::{Dataset, Metric, Registry, RunHandle, RunStatus, now_ms};
+use rps_mlflow::{Dataset, HOST_TAG, Metric, PID_TAG, Registry, RunHandle, RunStatus, now_ms};
 use rps_model::package::FORMAT_VERSION;
 use rps_model::{
     ConformalQuantile, DataInfo, EpochStats, FitConfig, FitOutcome, Forecaster, MODEL_INPUTS,
@@ -177,6 +185,9 @@ pub enum TrainError {
     /// The training thread panicked (a bug).
     #[error("training thread failed: {0}")]
     Join(String),
+    /// The SIGTERM/SIGINT handlers could not be installed.
+    #[error("cannot handle SIGTERM/SIGINT: {0}")]
+    Signal(#[source] std::io::Error),
 }
 
 impl From<CoreError> for TrainError {
@@ -214,7 +225,7 @@ impl TrainError {
             },
             // A report that cannot be written is a bad output path (as in every stage).
             TrainError::Report { .. } => ExitCode::BadInput,
-            TrainError::Join(_) => ExitCode::Internal,
+            TrainError::Join(_) | TrainError::Signal(_) => ExitCode::Internal,
             TrainError::Registry(e) => e.exit_code(),
         }
     }
@@ -361,8 +372,49 @@ pub async fn load_frames(store: &Store, coins: &[String]) -> Result<Vec<FeatureF
     Ok(frames)
 }
 
+/// The host name runs are tagged with ([`rps_mlflow::HOST_TAG`]): the kernel's
+/// (`/proc/sys/kernel/hostname`, per UTS namespace, so a container's own), else `$HOSTNAME`,
+/// else `unknown`.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .or_else(|| {
+            std::env::var("HOSTNAME")
+                .ok()
+                .filter(|h| !h.trim().is_empty())
+        })
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// Prefix of the scratch directory a run stages its package and the champion in, in the
+/// system temp directory: `rps-train-<pid>-<random>`. A killed run cannot remove its own;
+/// the next run removes those of dead pids.
+const SCRATCH_PREFIX: &str = "rps-train-";
+
+/// Closes the runs earlier trainers of this host left RUNNING when they were killed
+/// ([`Registry::close_orphaned_runs`]). A failure only warns: it must not stop training.
+async fn close_orphans(registry: &Registry, experiment: &str, host: &str) {
+    match registry.close_orphaned_runs(experiment, host).await {
+        Ok(closed) => {
+            for id in closed {
+                warn!(run_id = %id, experiment, host, "closed a run whose trainer is gone: FAILED (orphaned)");
+            }
+        }
+        Err(e) => warn!(error = %e, experiment, "could not close the runs of killed trainers"),
+    }
+}
+
 /// Runs the whole stage: data, tracking, training, evaluation, package, gate, registration.
+/// Signals keep their default action here; [`signals::run`] is the same with SIGTERM and
+/// SIGINT ending the run KILLED (what the binary uses).
 pub async fn run(cfg: &Config) -> Result<Summary, TrainError> {
+    run_in(cfg, &signals::OpenRun::default()).await
+}
+
+/// [`run`], publishing the run in `open` while it is open, for the signal watcher.
+pub(crate) async fn run_in(cfg: &Config, open: &signals::OpenRun) -> Result<Summary, TrainError> {
     cfg.check()?;
     let store = Store::open(&cfg.store)?;
     let frames = load_frames(&store, &cfg.coins).await?;
@@ -387,6 +439,7 @@ pub async fn run(cfg: &Config) -> Result<Summary, TrainError> {
             chrono::Utc::now().format("%Y%m%dT%H%M%SZ")
         )
     });
+    let host = hostname();
     let tags = vec![
         ("mlflow.source.git.commit".to_string(), commit.clone()),
         ("mlflow.source.name".into(), "rps-train".into()),
@@ -396,13 +449,28 @@ pub async fn run(cfg: &Config) -> Result<Summary, TrainError> {
         ("data_source".into(), store.location().to_string()),
         ("feature_spec_hash".into(), spec().hash.clone()),
         ("coins".into(), cfg.coins.join(",")),
+        // Who runs it: the next trainer on this host closes the run if this pid dies
+        // without ending it (kill -9, OOM killer).
+        (HOST_TAG.into(), host.clone()),
+        (PID_TAG.into(), std::process::id().to_string()),
     ];
     // Nothing has been written anywhere yet: an unreachable server fails here with exit 4.
     let run = registry
         .start_run(&cfg.experiment, &run_name, &tags)
         .await?;
-    info!(run_id = %run.run_id, run_name = %run_name, "run started");
+    open.set(&registry, &run).await;
+    info!(run_id = %run.run_id, run_name = %run_name, host = %host, pid = std::process::id(), "run started");
+    // After start_run rather than before: the server has just answered, so an unreachable
+    // one still fails fast (one round of retries, exit 4), and our own run is spared
+    // because its pid is ours.
+    close_orphans(&registry, &cfg.experiment, &host).await;
     let result = tracked(cfg, &registry, &run, &store, prep, commit).await;
+    // Whoever claims the run ends it. `None`: a signal came and the watcher is ending it
+    // KILLED and then exits the process, so wait for that. Holding the claim until the end
+    // makes a signal from here on wait until the run has ended.
+    let Some(_claim) = open.claim().await else {
+        return std::future::pending().await;
+    };
     match result {
         Ok(summary) => {
             registry.end_run(&run, RunStatus::Finished).await?;
@@ -582,7 +650,12 @@ async fn tracked(
     let fc = Forecaster::from_package(package.clone(), Path::new("(new model)"))?;
 
     // Promotion gate: re-score the current champion on the same test rows.
-    let scratch = tempfile::tempdir().map_err(io(Path::new("temporary directory")))?;
+    let tmp = std::env::temp_dir();
+    rps_core::fs::remove_dead_writers(&tmp, SCRATCH_PREFIX);
+    let scratch = tempfile::Builder::new()
+        .prefix(&format!("{SCRATCH_PREFIX}{}-", std::process::id()))
+        .tempdir_in(&tmp)
+        .map_err(io(&tmp))?;
     let gate = decide(
         cfg,
         registry,
@@ -941,16 +1014,17 @@ fn write_reports(
         path: json_path.clone(),
         reason: e.to_string(),
     })?;
-    std::fs::write(&json_path, text).map_err(io(&json_path))?;
+    // Atomic writes (temp file + rename): a run stopped mid-way leaves the previous report.
+    rps_core::fs::write(&json_path, text.as_bytes()).map_err(io(&json_path))?;
     let read = |p: &Path| std::fs::read_to_string(p).map_err(io(p));
     let strip = |s: String| match s.find("<svg") {
         Some(i) => s[i..].to_string(),
         None => s,
     };
     let html_path = cfg.report_dir.join("evaluation.html");
-    std::fs::write(
+    rps_core::fs::write(
         &html_path,
-        report::html(ev, &strip(read(lc)?), &strip(read(pv)?)),
+        report::html(ev, &strip(read(lc)?), &strip(read(pv)?)).as_bytes(),
     )
     .map_err(io(&html_path))?;
     if let Some(m) = &cfg.metrics {
@@ -965,7 +1039,7 @@ fn write_reports(
             path: m.clone(),
             reason: e.to_string(),
         })?;
-        std::fs::write(m, text).map_err(io(m))?;
+        rps_core::fs::write(m, text.as_bytes()).map_err(io(m))?;
     }
     Ok((json_path, html_path))
 }

@@ -1,4 +1,4 @@
-//! rps-train binary: flags → [`rps_train::Config`] → [`rps_train::run`] → exit code.
+//! rps-train binary: flags → [`rps_train::Config`] → [`rps_train::signals::run`] → exit code.
 
 mod args;
 mod summary;
@@ -29,7 +29,8 @@ fn main() -> std::process::ExitCode {
     let result = tokio::runtime::Runtime::new()
         .map_err(anyhow::Error::from)
         .and_then(|rt| {
-            rt.block_on(rps_train::run(&cfg))
+            // SIGTERM/SIGINT end the run KILLED and exit 143/130 (rps_train::signals).
+            rt.block_on(rps_train::signals::run(&cfg))
                 .map_err(anyhow::Error::from)
         })
         .map(|summary| {

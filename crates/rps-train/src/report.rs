@@ -139,10 +139,21 @@ fn plot_err(path: &Path) -> impl FnOnce(String) -> TrainError + '_ {
     }
 }
 
+/// Renders a plot in memory and writes it atomically ([`rps_core::fs::write`]), so a run
+/// stopped mid-way never leaves half an SVG.
+fn write_svg(
+    path: &Path,
+    draw: impl FnOnce(&mut String) -> Result<(), Box<dyn std::error::Error>>,
+) -> Result<(), TrainError> {
+    let mut svg = String::new();
+    draw(&mut svg).map_err(|e| plot_err(path)(e.to_string()))?;
+    rps_core::fs::write(path, svg.as_bytes()).map_err(|e| plot_err(path)(e.to_string()))
+}
+
 /// Train and validation loss per epoch.
 pub fn learning_curve_svg(history: &[EpochStats], path: &Path) -> Result<(), TrainError> {
-    let draw = || -> Result<(), Box<dyn std::error::Error>> {
-        let root = SVGBackend::new(path, (720, 400)).into_drawing_area();
+    let draw = |svg: &mut String| -> Result<(), Box<dyn std::error::Error>> {
+        let root = SVGBackend::with_string(svg, (720, 400)).into_drawing_area();
         root.fill(&WHITE)?;
         let ys = history
             .iter()
@@ -193,13 +204,13 @@ pub fn learning_curve_svg(history: &[EpochStats], path: &Path) -> Result<(), Tra
         root.present()?;
         Ok(())
     };
-    draw().map_err(|e| plot_err(path)(e.to_string()))
+    write_svg(path, draw)
 }
 
 /// Actual vs predicted close over the last test hours, with the interval band.
 pub fn predictions_svg(rows: &[PlotRow], level: f64, path: &Path) -> Result<(), TrainError> {
-    let draw = || -> Result<(), Box<dyn std::error::Error>> {
-        let root = SVGBackend::new(path, (900, 420)).into_drawing_area();
+    let draw = |svg: &mut String| -> Result<(), Box<dyn std::error::Error>> {
+        let root = SVGBackend::with_string(svg, (900, 420)).into_drawing_area();
         root.fill(&WHITE)?;
         let vals = rows
             .iter()
@@ -268,7 +279,7 @@ pub fn predictions_svg(rows: &[PlotRow], level: f64, path: &Path) -> Result<(), 
         root.present()?;
         Ok(())
     };
-    draw().map_err(|e| plot_err(path)(e.to_string()))
+    write_svg(path, draw)
 }
 
 fn esc(s: &str) -> String {

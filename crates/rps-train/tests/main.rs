@@ -6,6 +6,7 @@
 
 mod evaluation;
 mod failures;
+mod interrupted;
 mod local_registry;
 mod mlflow;
 mod support;

@@ -71,6 +71,14 @@ pub fn short_args(store: &Path, out: &Path) -> Vec<String> {
 /// Runs `rps-train` with `args`; `mlflow` sets MLFLOW_TRACKING_URI (else it is removed so the
 /// local registry is used).
 pub fn train(args: &[String], mlflow: Option<&str>, extra_env: &[(&str, &str)]) -> Output {
+    command(args, mlflow, extra_env)
+        .output()
+        .expect("rps-train runs")
+}
+
+/// The `rps-train` command [`train`] runs, to spawn it instead (under a
+/// `rps_testkit::process::ChildGuard`).
+pub fn command(args: &[String], mlflow: Option<&str>, extra_env: &[(&str, &str)]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_rps-train"));
     cmd.args(args)
         .env_remove("MLFLOW_TRACKING_URI")
@@ -90,7 +98,7 @@ pub fn train(args: &[String], mlflow: Option<&str>, extra_env: &[(&str, &str)]) 
     for (k, v) in extra_env {
         cmd.env(k, v);
     }
-    cmd.output().expect("rps-train runs")
+    cmd
 }
 
 /// Asserts success and returns stdout, printing both streams on failure.

@@ -9,10 +9,11 @@
 //! <dir>/models/<name>/versions/<n>/             package copy + version.json (immutable)
 //! <dir>/models/<name>/aliases/<alias>           the version number, replaced atomically
 //! ```
-//! Versions are published by renaming a fully written staging directory, and aliases by
-//! renaming a fully written temp file, so a reader (e.g. rps-serve polling the champion)
-//! never sees a half-written version or alias. The files are small, so plain blocking I/O is
-//! used inside the async API.
+//! Versions are published by renaming a fully written staging directory
+//! (`models/<name>/.staging-<pid>-<hex>`; the next registration removes those of dead pids),
+//! and aliases by renaming a fully written temp file, so a reader (e.g. rps-serve polling the
+//! champion) never sees a half-written version or alias. The files are small, so plain
+//! blocking I/O is used inside the async API.
 
 use std::collections::BTreeMap;
 use std::fs::{self, OpenOptions};
@@ -31,6 +32,8 @@ use crate::error::{Error, Result};
 use crate::types::{Metric, Param, RunStatus};
 
 const VERSION_FILE: &str = "version.json";
+/// A version being published: `<model dir>/.staging-<pid>-<random hex>`.
+const STAGING_PREFIX: &str = ".staging-";
 
 /// A run as the local registry stores it (`run.json`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -345,11 +348,65 @@ impl LocalRegistry {
             r.end_time = Some(end);
             Ok(())
         })?;
-        let latest = self.latest_metrics(&run.run_id)?;
+        self.log_end(&r)
+    }
+
+    /// The `end` event of a run that has just ended (`runs.jsonl`).
+    fn log_end(&self, r: &LocalRun) -> Result<()> {
+        let latest = self.latest_metrics(&r.run_id)?;
         self.append_log(json!({
             "event": "end", "run_id": r.run_id, "experiment": r.experiment, "run_name": r.run_name,
-            "status": status, "time": end, "params": r.params, "metrics": latest,
+            "status": r.status, "time": r.end_time, "params": r.params, "metrics": latest,
         }))
+    }
+
+    /// See [`super::Registry::close_orphaned_runs`]: scans `runs/*/run.json`.
+    pub(crate) fn close_orphaned_runs(&self, experiment: &str, host: &str) -> Result<Vec<String>> {
+        let runs = self.dir.join("runs");
+        let entries = match fs::read_dir(&runs) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(Error::io("listing", &runs, e)),
+        };
+        let mut closed = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| Error::io("listing", &runs, e))?;
+            let Some(run_id) = entry.file_name().to_str().map(str::to_string) else {
+                continue;
+            };
+            let run = match self.get_run(&run_id) {
+                Ok(r) => r,
+                // A run directory without run.json: a start killed before its first write.
+                Err(Error::NotFound { .. } | Error::Invalid { .. }) => continue,
+                Err(e) => return Err(e),
+            };
+            if run.experiment != experiment || run.status != RunStatus::Running {
+                continue;
+            }
+            let Some(pid) = super::dead_trainer(|k| run.tags.get(k).map(String::as_str), host)
+            else {
+                continue;
+            };
+            let end = now_ms();
+            let mut ended = false;
+            let r = self.update_run(&run_id, |r| {
+                // Re-checked under the lock: another closer in this process may have won.
+                if r.status == RunStatus::Running {
+                    r.status = RunStatus::Failed;
+                    r.end_time = Some(end);
+                    r.tags
+                        .insert(super::ERROR_TAG.into(), super::orphan_message(pid, host));
+                    ended = true;
+                }
+                Ok(())
+            })?;
+            if ended {
+                self.log_end(&r)?;
+                closed.push(run_id);
+            }
+        }
+        closed.sort();
+        Ok(closed)
     }
 
     /// Latest value per key (highest step, then latest timestamp), like MLflow's run data.
@@ -393,9 +450,14 @@ impl LocalRegistry {
         }
         let versions = self.model_dir(model).join("versions");
         fs::create_dir_all(&versions).map_err(|e| Error::io("creating", &versions, e))?;
-        let staging = self
-            .model_dir(model)
-            .join(format!(".staging-{:016x}", rand::random::<u64>()));
+        // The staging name carries our pid, so a registrar killed mid-copy leaves a
+        // directory the next one recognises as dead and removes.
+        rps_core::fs::remove_dead_writers(&self.model_dir(model), STAGING_PREFIX);
+        let staging = self.model_dir(model).join(format!(
+            "{STAGING_PREFIX}{}-{:016x}",
+            std::process::id(),
+            rand::random::<u64>()
+        ));
         copy_tree(&src, &staging, None)?;
         // Publish by renaming the complete directory to the next free number. This stays a
         // directory rename rather than rps_core::fs (which replaces one file): a version is

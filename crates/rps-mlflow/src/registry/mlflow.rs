@@ -113,6 +113,43 @@ impl MlflowRegistry {
         Ok(())
     }
 
+    /// See [`super::Registry::close_orphaned_runs`]: `runs/search` for the experiment's
+    /// RUNNING runs, then, for each of a dead trainer, `runs/set-tag` ([`super::ERROR_TAG`])
+    /// and `runs/update` (FAILED, end time). The tag goes first, so a run whose update
+    /// fails stays RUNNING and is closed by the next sweep rather than FAILED unexplained.
+    pub(crate) async fn close_orphaned_runs(
+        &self,
+        experiment: &str,
+        host: &str,
+    ) -> Result<Vec<String>> {
+        let Some(exp) = self.client.get_experiment_by_name(experiment).await? else {
+            return Ok(Vec::new());
+        };
+        let runs = self
+            .client
+            .search_runs(&[exp.experiment_id], "attributes.status = 'RUNNING'")
+            .await?;
+        let mut closed = Vec::new();
+        for run in runs {
+            if run.info.status() != Some(RunStatus::Running) {
+                continue;
+            }
+            let Some(pid) = super::dead_trainer(|k| run.data.tag(k), host) else {
+                continue;
+            };
+            let id = &run.info.run_id;
+            self.client
+                .set_tag(id, super::ERROR_TAG, &super::orphan_message(pid, host))
+                .await?;
+            self.client
+                .update_run(id, RunStatus::Failed, Some(now_ms()))
+                .await?;
+            closed.push(run.info.run_id);
+        }
+        closed.sort();
+        Ok(closed)
+    }
+
     pub(crate) async fn register(
         &self,
         run: &RunHandle,

@@ -15,6 +15,31 @@ pub use mlflow::MlflowRegistry;
 use crate::error::{Error, Result};
 use crate::types::{DatasetInput, DatasetRecord, Metric, RunStatus, Tag};
 
+/// Run tag naming the host a trainer ran on (`/proc/sys/kernel/hostname`).
+pub const HOST_TAG: &str = "rps.host";
+/// Run tag holding the trainer's process id on [`HOST_TAG`].
+pub const PID_TAG: &str = "rps.pid";
+/// Run tag saying why a run ended FAILED or KILLED without its trainer finishing it.
+pub const ERROR_TAG: &str = "rps.error";
+
+/// The pid of the trainer that left a run open on `host` and no longer runs: the run's
+/// [`HOST_TAG`] is `host`, its [`PID_TAG`] a pid that is not ours and not alive
+/// ([`rps_core::fs::process_alive`]). `None` for any other run, including runs without
+/// those tags (started by something else) and runs of other hosts, whose pids say nothing
+/// here.
+pub(crate) fn dead_trainer<'a>(tag: impl Fn(&str) -> Option<&'a str>, host: &str) -> Option<u32> {
+    if tag(HOST_TAG)? != host {
+        return None;
+    }
+    let pid: u32 = tag(PID_TAG)?.trim().parse().ok()?;
+    (pid != std::process::id() && !rps_core::fs::process_alive(pid)).then_some(pid)
+}
+
+/// The [`ERROR_TAG`] of a run closed by [`Registry::close_orphaned_runs`].
+pub(crate) fn orphan_message(pid: u32, host: &str) -> String {
+    format!("orphaned: trainer pid {pid} on {host} is gone")
+}
+
 /// A run started by [`Registry::start_run`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunHandle {
@@ -251,11 +276,26 @@ impl Registry {
         }
     }
 
-    /// Marks the run finished or failed, with its end time.
+    /// Ends the run with `status` (FINISHED, FAILED or KILLED) and its end time.
     pub async fn end_run(&self, run: &RunHandle, status: RunStatus) -> Result<()> {
         match self {
             Registry::Local(r) => r.end_run(run, status),
             Registry::Mlflow(r) => r.end_run(run, status).await,
+        }
+    }
+
+    /// Closes the runs a killed trainer left open: every run of `experiment` with status
+    /// RUNNING whose [`HOST_TAG`] is `host` and whose [`PID_TAG`] names a process that is
+    /// no longer alive (and is not this one) is marked FAILED with an end time and the tag
+    /// [`ERROR_TAG`] = `orphaned: trainer pid <pid> on <host> is gone`. Returns the ids of
+    /// the runs closed; an experiment that does not exist has none. Only runs of this host
+    /// are judged, because a pid means nothing on another machine, so `host` must name
+    /// this process's pid namespace (two containers sharing a hostname would judge each
+    /// other's pids).
+    pub async fn close_orphaned_runs(&self, experiment: &str, host: &str) -> Result<Vec<String>> {
+        match self {
+            Registry::Local(r) => r.close_orphaned_runs(experiment, host),
+            Registry::Mlflow(r) => r.close_orphaned_runs(experiment, host).await,
         }
     }
 
