@@ -4,10 +4,22 @@
 //!
 //! Every row is checked before anything is returned, so a bad file never reaches the store.
 //! Bad values are counted; the error names the first one (file, row, line, field) and how
-//! many there were.
+//! many there were, and shows at most a few hundred bytes of any value.
+//!
+//! The file is streamed (read, decompressed and parsed a buffer at a time): memory holds one
+//! bar per distinct (coin, hour), not the file, and records and fields have a length cap, so a
+//! 2 GB export, `/dev/zero` or a NUL-filled file cost bounded memory and a short error.
 
+use std::cell::Cell;
 use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read};
 use std::path::Path;
+use std::rc::Rc;
+use std::time::Instant;
+
+use rps_core::redact::clip;
 
 use rps_core::time::HOUR_MS;
 use rps_core::{Bar, Source};
@@ -55,6 +67,12 @@ pub struct CsvOptions {
     /// Coins to keep (`--coins`). `None`: every coin of the `Symbol` column, or BTC when the
     /// file has no such column.
     pub coins: Option<Vec<String>>,
+    /// First hour to keep (ms, inclusive; `--start`); earlier rows are checked, counted and
+    /// skipped.
+    pub start: Option<i64>,
+    /// End of the hours to keep (ms, exclusive; `--end`); later rows are checked, counted and
+    /// skipped.
+    pub end: Option<i64>,
 }
 
 /// The bars read from a file, per coin, ascending by `ts`, one per hour.
@@ -66,20 +84,47 @@ pub struct CsvImport {
     pub rows: u64,
     /// Rows of coins not asked for with `--coins`, per coin.
     pub skipped_coins: BTreeMap<String, u64>,
+    /// Rows outside `--start`/`--end`, skipped.
+    pub outside_window: u64,
     /// Rows that repeated an earlier row exactly (same hour, same values) and were dropped.
     pub exact_duplicates: u64,
+    /// Bytes of CSV text read (after decompression).
+    pub bytes: u64,
 }
+
+/// The longest record (line, or lines of one quoted record) read, in bytes. An hourly bar
+/// is well under 200 bytes; a stream without line breaks (`/dev/zero`, a NUL-filled or
+/// binary file) is refused after this many bytes instead of being buffered whole.
+pub const MAX_RECORD_BYTES: u64 = 64 * 1024;
+
+/// The longest field accepted, in bytes.
+pub const MAX_FIELD_BYTES: usize = 1024;
+
+/// How much of an input value an error line shows.
+const SHOWN_BYTES: usize = 120;
 
 /// Reads and checks a CSV file, plain or gzip-compressed (recognised by its magic bytes,
 /// whatever the file is called: exports are often downloaded as `.csv.gz`).
+///
+/// The file is streamed: memory grows with the distinct (coin, hour) bars kept, not with the
+/// file's size, and a record longer than [`MAX_RECORD_BYTES`] stops the import.
 pub fn import_file(path: &Path, opts: &CsvOptions, ingested_at: i64) -> Result<CsvImport> {
     let file = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|source| ExtractError::Open {
+    let open_err = |source| ExtractError::Open {
         file: file.clone(),
         source,
-    })?;
-    let bytes = decompress(&bytes, &file)?;
-    import_bytes(&bytes, &file, opts, ingested_at)
+    };
+    let mut buffered = BufReader::with_capacity(64 * 1024, File::open(path).map_err(open_err)?);
+    let gzip = buffered
+        .fill_buf()
+        .map_err(open_err)?
+        .starts_with(&GZIP_MAGIC);
+    let source: Box<dyn Read> = if gzip {
+        Box::new(flate2::read::MultiGzDecoder::new(buffered))
+    } else {
+        Box::new(buffered)
+    };
+    import_reader(source, gzip, &file, opts, ingested_at)
 }
 
 /// The two bytes every gzip member starts with.
@@ -101,49 +146,174 @@ pub fn decompress(bytes: &[u8], file: &str) -> Result<Vec<u8>> {
     Ok(out)
 }
 
-/// Reads and checks CSV content; `file` names it in errors.
+/// Reads and checks CSV content (not compressed); `file` names it in errors.
 pub fn import_bytes(
     bytes: &[u8],
     file: &str,
     opts: &CsvOptions,
     ingested_at: i64,
 ) -> Result<CsvImport> {
-    let text = std::str::from_utf8(bytes).map_err(|e| {
-        let offset = e.valid_up_to();
-        let line = bytes[..offset].iter().filter(|&&b| b == b'\n').count() as u64 + 1;
-        ExtractError::NotUtf8 {
-            file: file.to_string(),
-            line,
-            offset,
+    import_reader(bytes, false, file, opts, ingested_at)
+}
+
+/// Why the byte stream under the CSV reader stopped.
+#[derive(Debug)]
+enum StreamFault {
+    /// Reading (or, for gzip, decompressing) failed.
+    Source(io::Error),
+    /// More than [`MAX_RECORD_BYTES`] without a complete record.
+    TooLong,
+}
+
+impl std::fmt::Display for StreamFault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StreamFault::Source(e) => e.fmt(f),
+            StreamFault::TooLong => write!(f, "record longer than {MAX_RECORD_BYTES} bytes"),
         }
+    }
+}
+
+impl std::error::Error for StreamFault {}
+
+/// The input stream with a byte count: fails with [`StreamFault::TooLong`] once more than
+/// [`MAX_RECORD_BYTES`] were read since `mark` (set after every complete record), so no
+/// reader above it buffers an endless line.
+struct Guarded<R> {
+    inner: R,
+    read: Rc<Cell<u64>>,
+    mark: Rc<Cell<u64>>,
+}
+
+impl<R: Read> Read for Guarded<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.read.get() - self.mark.get() > MAX_RECORD_BYTES {
+            return Err(io::Error::other(StreamFault::TooLong));
+        }
+        match self.inner.read(buf) {
+            Ok(n) => {
+                self.read.set(self.read.get() + n as u64);
+                Ok(n)
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Err(e),
+            Err(e) => Err(io::Error::other(StreamFault::Source(e))),
+        }
+    }
+}
+
+/// The import's error for a failed read: too long, a gzip fault, a read fault, or (when the
+/// error is the CSV reader's own) `other`.
+fn stream_error(
+    e: &io::Error,
+    gzip: bool,
+    file: &str,
+    line: u64,
+    other: impl FnOnce() -> ExtractError,
+) -> ExtractError {
+    match e.get_ref().and_then(|i| i.downcast_ref::<StreamFault>()) {
+        Some(StreamFault::TooLong) => ExtractError::TooLong {
+            file: file.into(),
+            line,
+            limit: MAX_RECORD_BYTES,
+        },
+        Some(StreamFault::Source(src)) => {
+            let source = io::Error::new(src.kind(), src.to_string());
+            if gzip {
+                ExtractError::Gzip {
+                    file: file.into(),
+                    source,
+                }
+            } else {
+                ExtractError::Open {
+                    file: file.into(),
+                    source,
+                }
+            }
+        }
+        None => other(),
+    }
+}
+
+/// Reads and checks CSV text from `input` (`gzip`: it is a decompressor, so read faults are
+/// reported as gzip faults); `file` names it in errors.
+fn import_reader(
+    input: impl Read,
+    gzip: bool,
+    file: &str,
+    opts: &CsvOptions,
+    ingested_at: i64,
+) -> Result<CsvImport> {
+    let read = Rc::new(Cell::new(0));
+    let mark = Rc::new(Cell::new(0));
+    let mut input = BufReader::new(Guarded {
+        inner: input,
+        read: Rc::clone(&read),
+        mark: Rc::clone(&mark),
+    });
+    // The first line decides two things: a UTF-8 byte order mark is dropped, and
+    // CryptoDataDownload's URL line above the header is skipped.
+    let mut first = Vec::new();
+    input.read_until(b'\n', &mut first).map_err(|e| {
+        stream_error(&e, gzip, file, 1, || ExtractError::Open {
+            file: file.into(),
+            source: io::Error::new(e.kind(), e.to_string()),
+        })
     })?;
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    // The one use of the clock: no bar may be newer than the current hour.
-    let newest_hour = rps_core::time::floor_hour(chrono::Utc::now().timestamp_millis());
-    if text.trim().is_empty() {
+    if first.is_empty() {
         return Err(ExtractError::Empty {
             file: file.into(),
             what: "empty file (no header, no rows)",
         });
     }
-    // CryptoDataDownload puts its URL on a line of its own above the header.
-    let (text, skipped_lines) = match text.split_once('\n') {
-        Some((first, rest)) if first.trim().starts_with("http") && !first.contains(',') => {
-            (rest, 1)
-        }
-        _ => (text, 0),
-    };
-
+    if first.starts_with("\u{feff}".as_bytes()) {
+        first.drain(..3);
+    }
+    let url_line = first.trim_ascii().starts_with(b"http") && !first.contains(&b',');
+    let skipped_lines = u64::from(url_line);
+    if url_line {
+        first.clear();
+    }
     let mut reader = csv::ReaderBuilder::new()
         .trim(csv::Trim::All)
         .flexible(false)
-        .from_reader(text.as_bytes());
+        .from_reader(io::Cursor::new(first).chain(input));
+    // A CSV reader error as the import's error, `line` being where the reader stood.
+    let csv_error = |e: csv::Error, line: u64| -> ExtractError {
+        let at = e.position().map_or(line, |p| p.line() + skipped_lines);
+        match e.kind() {
+            csv::ErrorKind::Io(io) => {
+                stream_error(io, gzip, file, line, || bad_record(file, &e, at))
+            }
+            csv::ErrorKind::Utf8 { err, .. } => ExtractError::NotUtf8 {
+                file: file.into(),
+                line: at,
+                field: err.field() + 1,
+            },
+            _ => bad_record(file, &e, at),
+        }
+    };
+    // The one use of the clock: no bar may be newer than the current hour.
+    let newest_hour = rps_core::time::floor_hour(chrono::Utc::now().timestamp_millis());
     let header: Vec<String> = reader
         .headers()
-        .map_err(|e| bad_record(file, &e, skipped_lines))?
+        .map_err(|e| csv_error(e, 1 + skipped_lines))?
         .iter()
         .map(str::to_string)
         .collect();
+    mark.set(read.get());
+    if header.iter().all(|h| h.is_empty()) {
+        return Err(ExtractError::Empty {
+            file: file.into(),
+            what: "empty file (no header, no rows)",
+        });
+    }
+    if let Some((i, h)) = header
+        .iter()
+        .enumerate()
+        .find(|(_, h)| h.len() > MAX_FIELD_BYTES)
+    {
+        return Err(too_long_field(file, 1 + skipped_lines, i, h.len()));
+    }
     let find = |name: &str| {
         header
             .iter()
@@ -152,8 +322,8 @@ pub fn import_bytes(
     let require = |name: &str, flag: &'static str| {
         find(name).ok_or_else(|| ExtractError::MissingColumn {
             file: file.into(),
-            column: name.into(),
-            header: header.join(","),
+            column: clip(name, SHOWN_BYTES),
+            header: clip(&header.join(","), 4 * SHOWN_BYTES),
             flag,
         })
     };
@@ -175,25 +345,49 @@ pub fn import_bytes(
         (None, Some(_)) => {
             return Err(ExtractError::Usage(format!(
                 "{file}: no '{}' column to tell coins apart: give exactly one coin with --coins",
-                c.symbol
+                clip(&c.symbol, SHOWN_BYTES)
             )));
         }
     };
 
     let mut out = CsvImport::default();
-    // (bar, row, line) so duplicate hours can be reported by position after sorting.
-    let mut rows: BTreeMap<String, Vec<(Bar, u64, u64)>> = BTreeMap::new();
+    // Per coin and hour, the bar and the row it came from; a repeated hour is resolved as it
+    // is read, so memory holds one bar per (coin, hour) whatever the file's size.
+    let mut kept: BTreeMap<String, BTreeMap<i64, (Bar, u64)>> = BTreeMap::new();
+    let mut conflict: Option<ExtractError> = None;
     let mut bad = BadValues::default();
     let mut record = csv::StringRecord::new();
+    let mut line = 1 + skipped_lines;
+    let t0 = Instant::now();
+    let mut next_progress = PROGRESS_EVERY;
     loop {
         match reader.read_record(&mut record) {
             Ok(true) => {}
             Ok(false) => break,
-            Err(e) => return Err(bad_record(file, &e, skipped_lines)),
+            Err(e) => return Err(csv_error(e, line + 1)),
         }
+        mark.set(read.get());
         out.rows += 1;
         let row = out.rows;
-        let line = record.position().map_or(0, |p| p.line()) + skipped_lines;
+        line = record.position().map_or(line + 1, |p| p.line()) + skipped_lines;
+        if let Some((i, f)) = record
+            .iter()
+            .enumerate()
+            .find(|(_, f)| f.len() > MAX_FIELD_BYTES)
+        {
+            return Err(too_long_field(file, line, i, f.len()));
+        }
+        if read.get() >= next_progress {
+            next_progress += PROGRESS_EVERY;
+            let secs = t0.elapsed().as_secs_f64().max(1e-9);
+            tracing::info!(
+                file,
+                rows = out.rows,
+                mb_read = read.get() / 1_000_000,
+                mb_per_s = format!("{:.1}", read.get() as f64 / 1e6 / secs),
+                "reading CSV"
+            );
+        }
         let mut fail = |field: &str, reason: String| bad.push(file, row, line, field, reason);
         let coin = match &coin_from {
             CoinFrom::Fixed(c) => c.clone(),
@@ -239,6 +433,10 @@ pub fn import_bytes(
         else {
             continue;
         };
+        if opts.start.is_some_and(|s| ts < s) || opts.end.is_some_and(|e| ts >= e) {
+            out.outside_window += 1;
+            continue;
+        }
         let bar = Bar {
             ts,
             coin: coin.clone(),
@@ -252,8 +450,31 @@ pub fn import_bytes(
             source: Source::Csv,
             ingested_at,
         };
-        rows.entry(coin).or_default().push((bar, row, line));
+        match kept.entry(coin).or_default().entry(ts) {
+            Entry::Vacant(v) => {
+                v.insert((bar, row));
+            }
+            Entry::Occupied(o) => {
+                let (earlier, prow) = o.get();
+                if same_values(earlier, &bar) {
+                    out.exact_duplicates += 1;
+                } else if conflict.is_none() {
+                    conflict = Some(ExtractError::BadValue {
+                        file: file.into(),
+                        row,
+                        line,
+                        field: header[i_ts].clone(),
+                        reason: format!(
+                            "hour {} of {} also at row {prow} with different prices (which one is right?)",
+                            rps_core::time::fmt_ms(ts),
+                            bar.coin
+                        ),
+                    });
+                }
+            }
+        }
     }
+    out.bytes = read.get();
     if out.rows == 0 {
         return Err(ExtractError::Empty {
             file: file.into(),
@@ -261,10 +482,13 @@ pub fn import_bytes(
         });
     }
     bad.finish()?;
+    if let Some(e) = conflict {
+        return Err(e);
+    }
     if let Some(wanted) = &opts.coins {
         let missing: Vec<&str> = wanted
             .iter()
-            .filter(|c| !rows.contains_key(*c))
+            .filter(|c| !kept.contains_key(*c))
             .map(String::as_str)
             .collect();
         if !missing.is_empty() {
@@ -283,40 +507,22 @@ pub fn import_bytes(
             });
         }
     }
-    for (coin, mut list) in rows {
-        list.sort_by_key(|(b, _, _)| b.ts);
-        let mut bars: Vec<Bar> = Vec::with_capacity(list.len());
-        let mut prev: Option<(u64, u64)> = None;
-        for (bar, row, line) in list {
-            if let Some(last) = bars.last()
-                && last.ts == bar.ts
-            {
-                if same_values(last, &bar) {
-                    out.exact_duplicates += 1;
-                    continue;
-                }
-                let (prow, _) = prev.unwrap_or((0, 0));
-                return Err(ExtractError::BadValue {
-                    file: file.into(),
-                    row,
-                    line,
-                    field: header[i_ts].clone(),
-                    reason: format!(
-                        "hour {} of {coin} also at row {prow} with different prices (which one is right?)",
-                        rps_core::time::fmt_ms(bar.ts)
-                    ),
-                });
-            }
-            prev = Some((row, line));
-            bars.push(bar);
-        }
-        out.bars.insert(coin, bars);
+    for (coin, hours) in kept {
+        out.bars
+            .insert(coin, hours.into_values().map(|(bar, _)| bar).collect());
     }
     if out.exact_duplicates > 0 {
         tracing::warn!(
             file,
             rows = out.exact_duplicates,
             "dropped rows repeating an earlier row exactly"
+        );
+    }
+    if out.outside_window > 0 {
+        tracing::info!(
+            file,
+            rows = out.outside_window,
+            "skipped rows outside --start/--end"
         );
     }
     for (coin, n) in &out.skipped_coins {
@@ -328,6 +534,20 @@ pub fn import_bytes(
         );
     }
     Ok(out)
+}
+
+/// Bytes of CSV text between two progress log lines.
+const PROGRESS_EVERY: u64 = 256 * 1024 * 1024;
+
+fn too_long_field(file: &str, line: u64, index: usize, len: usize) -> ExtractError {
+    ExtractError::BadRecord {
+        file: file.into(),
+        line,
+        reason: format!(
+            "field {} is {len} bytes long, more than the {MAX_FIELD_BYTES} a bar's field may have",
+            index + 1
+        ),
+    }
 }
 
 /// Where a row's coin comes from.
@@ -438,7 +658,7 @@ pub fn parse_ts(s: &str) -> std::result::Result<i64, String> {
         }
     } else if let Ok(v) = s.parse::<f64>() {
         if !v.is_finite() {
-            return Err(format!("'{s}' is not a time"));
+            return Err(format!("'{}' is not a time", clip(s, SHOWN_BYTES)));
         }
         if v.abs() >= 1e11 {
             v.round() as i64
@@ -451,12 +671,14 @@ pub fn parse_ts(s: &str) -> std::result::Result<i64, String> {
         t.and_utc().timestamp_millis()
     } else {
         return Err(format!(
-            "'{s}' is not a unix time (seconds or milliseconds) or an ISO date-time"
+            "'{}' is not a unix time (seconds or milliseconds) or an ISO date-time",
+            clip(s, SHOWN_BYTES)
         ));
     };
     if ms.rem_euclid(HOUR_MS) != 0 {
         return Err(format!(
-            "'{s}' ({}) is not the start of a UTC hour; hourly bars are expected",
+            "'{}' ({}) is not the start of a UTC hour; hourly bars are expected",
+            clip(s, SHOWN_BYTES),
             rps_core::time::fmt_ms(ms)
         ));
     }
@@ -467,11 +689,13 @@ fn parse_price(s: &str) -> std::result::Result<f64, String> {
     if s.is_empty() {
         return Err("empty; a price is required".into());
     }
-    let v: f64 = s.parse().map_err(|_| format!("'{s}' is not a number"))?;
+    let v: f64 = s
+        .parse()
+        .map_err(|_| format!("'{}' is not a number", clip(s, SHOWN_BYTES)))?;
     if !v.is_finite() {
-        Err(format!("'{s}' is not a finite price"))
+        Err(format!("'{}' is not a finite price", clip(s, SHOWN_BYTES)))
     } else if v < 0.0 {
-        Err(format!("negative price {s}"))
+        Err(format!("negative price {}", clip(s, SHOWN_BYTES)))
     } else if v == 0.0 {
         Err("price 0; prices must be > 0".into())
     } else {
@@ -483,9 +707,14 @@ fn parse_volume(s: &str) -> std::result::Result<Option<f64>, String> {
     if s.is_empty() {
         return Ok(None);
     }
-    let v: f64 = s.parse().map_err(|_| format!("'{s}' is not a number"))?;
+    let v: f64 = s
+        .parse()
+        .map_err(|_| format!("'{}' is not a number", clip(s, SHOWN_BYTES)))?;
     if !v.is_finite() || v < 0.0 {
-        return Err(format!("volume {s} must be a finite number >= 0"));
+        return Err(format!(
+            "volume {} must be a finite number >= 0",
+            clip(s, SHOWN_BYTES)
+        ));
     }
     Ok(Some(v))
 }
@@ -505,14 +734,21 @@ pub fn coin_of_symbol(s: &str) -> std::result::Result<String, String> {
         && q != "USD"
     {
         return Err(format!(
-            "pair '{s}' is quoted in {q}; prices must be in USD"
+            "pair '{}' is quoted in {}; prices must be in USD",
+            clip(&s, SHOWN_BYTES),
+            clip(&q, SHOWN_BYTES)
         ));
     }
     rps_core::schema::parse_coins(&base)
         .ok()
         .and_then(|v| v.into_iter().next())
         .filter(|_| !base.contains(','))
-        .ok_or_else(|| format!("'{s}' is not a coin or pair (e.g. BTC/USD)"))
+        .ok_or_else(|| {
+            format!(
+                "'{}' is not a coin or pair (e.g. BTC/USD)",
+                clip(&s, SHOWN_BYTES)
+            )
+        })
 }
 
 #[cfg(test)]
@@ -637,6 +873,7 @@ mod tests {
                 ..Default::default()
             },
             coins: Some(vec!["ETH".into()]),
+            ..Default::default()
         };
         let text = "time,open,high,low,last\n1646092800000,1,2,0.5,1.5\n";
         let got = import_bytes(text.as_bytes(), "t.csv", &opts, 0).unwrap();
@@ -665,5 +902,86 @@ mod tests {
         );
         let err = import(&text).unwrap_err().to_string();
         assert!(err.contains("row 1 (line 3)"), "{err}");
+    }
+
+    #[test]
+    fn an_endless_line_is_refused_after_the_record_cap_without_buffering_it() {
+        // 8 GiB of NUL bytes without a line break: stopped after ~64 KiB.
+        let zeros = io::repeat(0).take(8 << 30);
+        let err = import_reader(zeros, false, "zero.csv", &CsvOptions::default(), 0).unwrap_err();
+        assert!(
+            matches!(err, ExtractError::TooLong { line: 1, .. }),
+            "{err}"
+        );
+        let msg = err.to_string();
+        assert!(msg.len() < 300, "a short line: {msg}");
+
+        // The same after a valid header and rows: the line of the over-long record is named.
+        let head = format!("{HEAD}1646096400,x,BTC/USD,2,3,1,2.5,1,20\n");
+        let long = io::Cursor::new(head).chain(io::repeat(b'7').take(1 << 30));
+        let err = import_reader(long, false, "long.csv", &CsvOptions::default(), 0).unwrap_err();
+        assert!(
+            matches!(err, ExtractError::TooLong { line: 3, .. }),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_over_long_field_is_refused_and_echoed_values_are_clipped() {
+        let big = "9".repeat(MAX_FIELD_BYTES + 1);
+        let err = import(&format!("{HEAD}1646096400,x,BTC/USD,2,3,1,{big},1,20\n")).unwrap_err();
+        assert!(
+            err.to_string().contains("field 7 is 1025 bytes long"),
+            "{err}"
+        );
+        let junk = "x".repeat(MAX_FIELD_BYTES);
+        let err = import(&format!("{HEAD}1646096400,x,BTC/USD,2,3,1,{junk},1,20\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.len() < 400 && err.contains("row 1"), "{err}");
+    }
+
+    #[test]
+    fn a_byte_order_mark_and_a_multi_member_gzip_stream_are_read() {
+        use std::io::Write;
+        let rows = [
+            "1646092800,x,BTC/USD,1,2,0.5,1.5,1,30\n",
+            "1646096400,x,BTC/USD,2,3,1,2.5,1,20\n",
+        ];
+        let with_bom = format!("\u{feff}{HEAD}{}{}", rows[0], rows[1]);
+        assert_eq!(import(&with_bom).unwrap().bars["BTC"].len(), 2);
+
+        // Two gzip members (as `cat a.gz b.gz` makes), the second repeating a row exactly.
+        let member = |text: &str| {
+            let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            enc.write_all(text.as_bytes()).unwrap();
+            enc.finish().unwrap()
+        };
+        let mut packed = member(&format!("{HEAD}{}{}", rows[0], rows[1]));
+        packed.extend(member(rows[1]));
+        let dir = tempfile::tempdir().unwrap();
+        let gz = dir.path().join("two.csv.gz");
+        std::fs::write(&gz, packed).unwrap();
+        let got = import_file(&gz, &CsvOptions::default(), 0).unwrap();
+        assert_eq!(
+            (got.bars["BTC"].len(), got.exact_duplicates, got.rows),
+            (2, 1, 3)
+        );
+    }
+
+    #[test]
+    fn rows_outside_the_window_are_counted_and_not_kept() {
+        let text = format!(
+            "{HEAD}1646100000,x,BTC/USD,3,4,2,3.5,1,10\n1646096400,x,BTC/USD,2,3,1,2.5,1,20\n1646092800,x,BTC/USD,1,2,0.5,1.5,1,30\n"
+        );
+        let opts = CsvOptions {
+            start: Some(1_646_096_400_000),
+            end: Some(1_646_100_000_000),
+            ..Default::default()
+        };
+        let got = import_bytes(text.as_bytes(), "t.csv", &opts, 0).unwrap();
+        assert_eq!(got.bars["BTC"].len(), 1);
+        assert_eq!(got.bars["BTC"][0].ts, 1_646_096_400_000);
+        assert_eq!(got.outside_window, 2);
     }
 }

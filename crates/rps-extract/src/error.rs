@@ -47,14 +47,28 @@ pub enum ExtractError {
     },
 
     /// An input file is not UTF-8 text.
-    #[error("{file}: line {line}: not valid UTF-8 (byte offset {offset})")]
+    #[error("{file}: line {line}: field {field} is not valid UTF-8")]
     NotUtf8 {
         /// The file as given.
         file: String,
-        /// The 1-based line holding the first invalid byte.
+        /// The 1-based line of the record holding the first invalid byte.
         line: u64,
-        /// Byte offset of the first invalid byte from the start of the file.
-        offset: usize,
+        /// The 1-based field holding it.
+        field: usize,
+    },
+
+    /// An input record runs on beyond the length cap (a file without line breaks, an
+    /// unclosed quote, or not CSV at all): refused before it is buffered whole.
+    #[error(
+        "{file}: line {line}: a record longer than {limit} bytes (no line break, an unclosed quote, or not a CSV file); nothing was imported"
+    )]
+    TooLong {
+        /// The file as given.
+        file: String,
+        /// The line where the over-long record starts.
+        line: u64,
+        /// The cap, in bytes.
+        limit: u64,
     },
 
     /// A column the import needs is not in the header.
@@ -231,6 +245,7 @@ impl ExtractError {
             | Gzip { .. }
             | Empty { .. }
             | NotUtf8 { .. }
+            | TooLong { .. }
             | MissingColumn { .. }
             | BadValue { .. }
             | BadRecord { .. }

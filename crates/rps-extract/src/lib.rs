@@ -259,17 +259,19 @@ pub async fn run_on(store: &Store, config: Config) -> Result<Summary> {
             let opts = CsvOptions {
                 columns,
                 coins: config.coins,
+                start,
+                end,
             };
             let t0 = Instant::now();
             let import = csv_import::import_file(&path, &opts, ingested_at)?;
             tracing::info!(
                 file = %path.display(),
                 rows = import.rows,
+                mb = import.bytes / 1_000_000,
                 rows_per_s = (import.rows as f64 / t0.elapsed().as_secs_f64().max(1e-9)) as u64,
                 "read CSV"
             );
-            for (coin, mut bars) in import.bars {
-                bars.retain(|b| start.is_none_or(|s| b.ts >= s) && end.is_none_or(|e| b.ts < e));
+            for (coin, bars) in import.bars {
                 let stored = append::load(store, &coin).await?;
                 batches.push((coin, bars, stored));
             }

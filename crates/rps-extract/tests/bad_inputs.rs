@@ -155,6 +155,38 @@ async fn a_non_utf8_file_names_the_line() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endless_or_nul_filled_input_fails_fast_with_a_short_line() {
+    let (b, dir) = populated().await;
+    // /dev/zero never ends: the import must stop at the record cap, not read it into memory.
+    let zero = std::path::Path::new("/dev/zero");
+    refused(
+        &b,
+        zero,
+        &[],
+        &["/dev/zero", "line 1", "a record longer than 65536 bytes"],
+    )
+    .await;
+    // A 200 MB file of NUL bytes (sparse: costs no disk) gives one short error line.
+    let nul = dir.path().join("nul.csv");
+    std::fs::File::create(&nul)
+        .unwrap()
+        .set_len(200_000_000)
+        .unwrap();
+    let out = extract_on(
+        &b,
+        &["--source", "csv", "--path", nul.to_str().unwrap()],
+        &[],
+    )
+    .await;
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.len() < 2_000 && out.error_line().contains("longer than 65536 bytes"),
+        "{}",
+        rps_core::redact::clip(&out.stderr, 2_000)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unknown_coin_code_is_refused() {
     let (b, dir) = populated().await;
     let p = write_lines(dir.path(), "btc.csv", &rps_testkit::fixture::head(5));
