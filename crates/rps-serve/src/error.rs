@@ -1,6 +1,7 @@
 //! The server's error types: [`ServeError`] for starting up (mapped to exit codes), and
 //! [`ApiError`] for HTTP handlers (mapped to a status and a JSON body
-//! `{"error": <stable code>, "detail": <human text>}`).
+//! `{"error": <stable code>, "detail": <human text>}`). The forecasting flow's domain errors
+//! ([`ForecastError`]) become `ApiError`s here, and only here.
 
 use std::path::PathBuf;
 
@@ -9,6 +10,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use rps_core::{CoreError, ExitCode};
 use rps_mlflow::source::SourceError;
+
+use crate::state::ForecastError;
 
 /// What can stop the server from starting.
 #[derive(Debug, thiserror::Error)]
@@ -257,5 +260,31 @@ impl std::fmt::Display for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         (self.status, Json(self.body())).into_response()
+    }
+}
+
+impl From<ForecastError> for ApiError {
+    /// The one mapping of the forecasting flow's errors to HTTP: status, code, and the
+    /// error's text as the detail (a store error's cause goes to the log instead).
+    fn from(e: ForecastError) -> Self {
+        use ForecastError as F;
+        let (status, code) = match &e {
+            F::NoModel { .. } => (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::NoModel),
+            F::UnknownCoin { .. } => (StatusCode::NOT_FOUND, ErrorCode::UnknownCoin),
+            F::NoStoredBars { .. } | F::NoCachedBars { .. } => {
+                (StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::NoData)
+            }
+            F::EmptyWindow { .. } | F::InsufficientHistory { .. } => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                ErrorCode::InsufficientHistory,
+            ),
+            F::CannotForecast { .. } | F::Unrepresentable { .. } => {
+                (StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::CannotForecast)
+            }
+            F::NoForecast { .. } => (StatusCode::NOT_FOUND, ErrorCode::NoForecast),
+            F::Store { what, source } => return ApiError::store_unavailable(what, source),
+            F::Serialize(_) => (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal),
+        };
+        ApiError::new(status, code, e.to_string())
     }
 }

@@ -11,10 +11,11 @@
 //! ```
 //!
 //! Layout: [`startup`] builds and runs the app, [`routes`] has one file per resource,
-//! [`connections`] the accept loop
-//! and its limits, [`api`] the JSON shapes, [`validate`] the input rules, [`state`] the forecasting flow and
-//! hot reload, [`model`] the loaded model (its source is [`rps_mlflow::source`]), [`monitor`]
-//! the live drift state over `rps_monitor`'s detectors, [`metrics`] every metric name.
+//! [`connections`] the accept loop and its limits, [`api`] the JSON shapes, [`validate`] the
+//! input rules, [`state`] the shared state (forecast cache, monitoring, hot reload) and the
+//! flow's domain errors, [`error`] their mapping to HTTP, [`model`] the loaded model (its
+//! source is [`rps_mlflow::source`]), [`monitor`] the live drift state over `rps_monitor`'s
+//! detectors, [`metrics`] every metric name.
 
 #![deny(missing_docs)]
 
@@ -34,7 +35,7 @@ use rps_core::ExitCode;
 pub use error::{ApiError, Result, ServeError, classify};
 pub use rps_mlflow::source::ModelSpec;
 pub use startup::{Application, ServeConfig};
-pub use state::{AppState, ReloadOutcome, Settings};
+pub use state::{AppState, ForecastError, ReloadOutcome, Settings};
 
 /// Runs the server until Ctrl-C/SIGTERM, printing where to find it once it listens.
 pub async fn serve(config: ServeConfig) -> Result<ExitCode> {

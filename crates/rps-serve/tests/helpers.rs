@@ -2,12 +2,12 @@
 //! binary), and `spawn_app()` — the real server on port 0 with an HTTP client.
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use rps_core::Bar;
 use rps_core::time::HOUR_MS;
 use rps_serve::{AppState, Application, ModelSpec, ServeConfig, Settings};
+use rps_testkit::model::{FixtureModel, Spec};
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
@@ -26,25 +26,14 @@ pub fn index_at(ts: i64) -> usize {
     bars().partition_point(|b| b.ts < ts)
 }
 
-/// 2019-01-01T00:00:00Z, the start of the fixture model's feature data.
-pub const TRAIN_START: i64 = 1_546_300_800_000;
-/// 2019-07-01T00:00:00Z, its end (exclusive).
-pub const TRAIN_END: i64 = 1_561_939_200_000;
+pub use rps_testkit::model::TRAIN_START;
 
-/// The fixture: a package trained by rps-train, and the first and last hour of the feature
-/// rows its reference histograms were fitted on.
-struct Fixture {
-    package: PathBuf,
-    reference: (i64, i64),
-}
-
-fn fixture() -> &'static Fixture {
-    static FIXTURE: OnceLock<Fixture> = OnceLock::new();
-    // Trained on its own thread and runtime: callers may be inside a tokio runtime.
-    FIXTURE.get_or_init(|| {
-        std::thread::spawn(train_fixture)
-            .join()
-            .expect("fixture training")
+/// The fixture package (rps-testkit's, trained once per test binary).
+fn fixture() -> &'static FixtureModel {
+    rps_testkit::model::fixture(&Spec {
+        label: "rps-serve",
+        model_name: MODEL_NAME,
+        tmp_dir: env!("CARGO_TARGET_TMPDIR"),
     })
 }
 
@@ -56,72 +45,7 @@ pub fn package() -> &'static Path {
 /// The bars whose feature rows the fixture's reference histograms were fitted on (the
 /// training split, plus the feature warm-up before it).
 pub fn reference_bars() -> &'static [Bar] {
-    let (first, last) = fixture().reference;
-    &bars()[index_at(first) - rps_features::spec().warmup..=index_at(last)]
-}
-
-/// Trains the fixture with rps-train's library on the first half of 2019, tiny configuration.
-fn train_fixture() -> Fixture {
-    use rps_features::{compute, spec, write_frame};
-    // Kept for the whole test process (other fixtures copy from it), under target/tmp.
-    let dir = tempfile::Builder::new()
-        .prefix("rps-serve-fixture-")
-        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
-        .unwrap()
-        .keep();
-    let store_dir = dir.join("store");
-    let (a, b) = (index_at(TRAIN_START) - spec().warmup, index_at(TRAIN_END));
-    let frame = compute(COIN, &bars()[a..b]);
-    let lookback = 24;
-    let cfg = rps_train::Config {
-        store: store_dir.to_str().unwrap().into(),
-        coins: vec![COIN.into()],
-        registry: dir.join("registry"),
-        model_name: MODEL_NAME.into(),
-        experiment: "rps-serve-tests".into(),
-        run_name: Some("fixture".into()),
-        model_kind: rps_model::kinds::DEFAULT.into(),
-        epochs: 2,
-        hidden: 8,
-        lookback,
-        batch_size: 64,
-        lr: 3e-3,
-        weight_decay: 1e-2,
-        patience: 5,
-        seed: 7,
-        max_train_rows: None,
-        split: rps_train::data::SplitFractions {
-            train: 0.7,
-            val: 0.1,
-            calib: 0.1,
-        },
-        levels: vec![0.8, 0.95],
-        metrics: None,
-        package_out: Some(dir.join("model")),
-        report_dir: dir.join("reports"),
-        profile: None,
-        force_promote: true,
-        walk_forward: 0,
-        min_gate_rows: 168,
-    };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let summary = rt.block_on(async {
-        let store = rps_core::Store::open(&cfg.store).unwrap();
-        write_frame(&store, &frame).await.unwrap();
-        rps_train::run(&cfg)
-            .await
-            .expect("rps-train trains the fixture")
-    });
-    let split = &summary.evaluation.splits["1_train"];
-    let ms = |s: &str| rps_core::time::parse_utc(s).unwrap().timestamp_millis();
-    let first = ms(&split.start) - (lookback as i64 - 1) * HOUR_MS;
-    Fixture {
-        package: dir.join("model"),
-        reference: (first, ms(&split.end)),
-    }
+    fixture().reference_bars()
 }
 
 /// Copies the fixture package to `dst` (a directory to create).

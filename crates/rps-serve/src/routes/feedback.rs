@@ -33,7 +33,7 @@ pub async fn feedback(
     ApiJson(req): ApiJson<FeedbackRequest>,
 ) -> Result<Json<FeedbackResponse>, ApiError> {
     authorize(&state, &headers)?;
-    let coin = state.known_coin(&req.coin, "coin")?;
+    let coin = super::known_coin(&state, &req.coin, "coin")?;
     let ts = validate::on_the_hour(req.ts.0, "ts")?;
     let close = validate::price(req.close, "close")?;
     let (recorded, r, concept_drift) = state.feedback(&coin, ts, close)?;

@@ -41,7 +41,7 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<ReadyOut>
             Json(ReadyOut {
                 ready: false,
                 model_version: None,
-                detail: Some(state.no_model().detail),
+                detail: Some(state.no_model().to_string()),
             }),
         ),
     }

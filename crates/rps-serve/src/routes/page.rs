@@ -100,7 +100,7 @@ fn chart(bars: &[Bar], forecast: Option<&ForecastOut>) -> Option<Chart> {
     responses((status = 200, description = "HTML page: closes, forecasts, errors, drift", content_type = "text/html", body = String)))]
 pub async fn index(State(state): State<AppState>) -> Response {
     let Some(model) = state.current_model() else {
-        let detail = state.no_model().detail;
+        let detail = state.no_model().to_string();
         return (
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
             Html(format!(

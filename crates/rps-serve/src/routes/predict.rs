@@ -18,7 +18,7 @@ use crate::validate;
 type Checked = (String, Option<Vec<rps_core::Bar>>);
 
 fn check(state: &AppState, req: &PredictRequest, at: &str) -> Result<Checked, ApiError> {
-    let coin = state.known_coin(&req.coin, &format!("{at}coin"))?;
+    let coin = super::known_coin(state, &req.coin, &format!("{at}coin"))?;
     let bars = match &req.bars {
         Some(bars) => {
             let min = state.model()?.forecaster.min_bars();
