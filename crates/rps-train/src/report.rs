@@ -282,158 +282,326 @@ pub fn predictions_svg(rows: &[PlotRow], level: f64, path: &Path) -> Result<(), 
     write_svg(path, draw)
 }
 
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
+/// The page template, kept as a file so the layout is read and edited as HTML. Its name
+/// ends in `.html`, so minijinja escapes every value for HTML except the plots (`|safe`).
+const TEMPLATE: &str = include_str!("../templates/evaluation.html");
 
 fn fmt_opt(v: Option<f64>) -> String {
     v.map(|x| format!("{:.1}%", x * 100.0))
         .unwrap_or_else(|| "–".into())
 }
 
-/// The walk-forward section: one row per fold and the means.
-fn walk_html(wf: &WalkForward) -> String {
-    let rows: String = wf
-        .folds
-        .iter()
-        .map(|f| {
-            format!(
-                "<tr><td>{}</td><td>{}</td><td>{} – {}</td><td>{}</td><td>{:.2}</td><td>{:.2}</td><td>{}</td><td>{:+.4}</td><td>{:.2}</td></tr>",
-                f.fold,
-                f.train_windows,
-                esc(&f.test_start),
-                esc(&f.test_end),
-                f.test_windows,
-                f.model.rmse,
-                f.model.mae,
-                fmt_opt(f.model.directional_accuracy),
-                f.model.skill,
-                f.persistence.rmse
-            )
-        })
-        .collect();
-    format!(
-        "<h2>Walk-forward ({} expanding-window folds)</h2>\n<p>Each fold retrains on every window before its test block (standardisation re-fitted on its training windows) and is scored with persistence on the same hours.</p>\n<table><tr><th>fold</th><th>train windows</th><th>test hours</th><th>rows</th><th>RMSE (USD)</th><th>MAE (USD)</th><th>direction</th><th>skill</th><th>persistence RMSE</th></tr>{rows}<tr><td><b>mean</b></td><td></td><td></td><td></td><td>{:.2}</td><td>{:.2}</td><td>{}</td><td>{:+.4}</td><td>{:.2}</td></tr></table>\n",
-        wf.folds.len(),
-        wf.mean_rmse,
-        wf.mean_mae,
-        fmt_opt(wf.mean_directional_accuracy),
-        wf.mean_skill,
-        wf.mean_persistence_rmse
-    )
+/// The page's values, formatted; the template only lays them out.
+#[derive(Serialize)]
+struct Page<'a> {
+    name: &'a str,
+    version: Option<&'a str>,
+    run: &'a str,
+    created: &'a str,
+    coins: String,
+    registry: &'a str,
+    spec: &'a str,
+    digest: &'a str,
+    forecasters: [ForecasterRow<'a>; 3],
+    walk: Option<WalkView>,
+    intervals: Vec<IntervalRow>,
+    gate: GateView<'a>,
+    learning_svg: &'a str,
+    pred_svg: &'a str,
+    splits: Vec<SplitRow<'a>>,
+    training: TrainingView,
+    params: Vec<(&'a str, &'a str)>,
 }
 
-/// A self-contained HTML page: tables plus the two SVGs inlined.
-pub fn html(ev: &Evaluation, learning_svg: &str, pred_svg: &str) -> String {
-    let row = |name: &str, m: &PointMetrics| {
-        format!(
-            "<tr><td>{}</td><td>{:.2}</td><td>{:.2}</td><td>{:.3}%</td><td>{}</td><td>{:+.4}</td></tr>",
-            esc(name),
-            m.rmse,
-            m.mae,
-            m.mape,
-            fmt_opt(m.directional_accuracy),
-            m.skill
+#[derive(Serialize)]
+struct ForecasterRow<'a> {
+    name: &'a str,
+    rmse: String,
+    mae: String,
+    mape: String,
+    direction: String,
+    skill: String,
+}
+
+impl<'a> ForecasterRow<'a> {
+    fn new(name: &'a str, m: &PointMetrics) -> Self {
+        ForecasterRow {
+            name,
+            rmse: format!("{:.2}", m.rmse),
+            mae: format!("{:.2}", m.mae),
+            mape: format!("{:.3}%", m.mape),
+            direction: fmt_opt(m.directional_accuracy),
+            skill: format!("{:+.4}", m.skill),
+        }
+    }
+}
+
+/// The walk-forward section: one row per fold and the means.
+#[derive(Serialize)]
+struct WalkView {
+    folds: Vec<FoldRow>,
+    mean: FoldRow,
+}
+
+#[derive(Serialize, Default)]
+struct FoldRow {
+    fold: usize,
+    train_windows: usize,
+    test_start: String,
+    test_end: String,
+    rows: usize,
+    rmse: String,
+    mae: String,
+    direction: String,
+    skill: String,
+    persistence_rmse: String,
+}
+
+impl WalkView {
+    fn new(wf: &WalkForward) -> Self {
+        let figures = |rmse: f64, mae: f64, direction: Option<f64>, skill: f64, p: f64| FoldRow {
+            rmse: format!("{rmse:.2}"),
+            mae: format!("{mae:.2}"),
+            direction: fmt_opt(direction),
+            skill: format!("{skill:+.4}"),
+            persistence_rmse: format!("{p:.2}"),
+            ..FoldRow::default()
+        };
+        let folds = wf
+            .folds
+            .iter()
+            .map(|f| FoldRow {
+                fold: f.fold,
+                train_windows: f.train_windows,
+                test_start: f.test_start.clone(),
+                test_end: f.test_end.clone(),
+                rows: f.test_windows,
+                ..figures(
+                    f.model.rmse,
+                    f.model.mae,
+                    f.model.directional_accuracy,
+                    f.model.skill,
+                    f.persistence.rmse,
+                )
+            })
+            .collect();
+        let mean = figures(
+            wf.mean_rmse,
+            wf.mean_mae,
+            wf.mean_directional_accuracy,
+            wf.mean_skill,
+            wf.mean_persistence_rmse,
+        );
+        WalkView { folds, mean }
+    }
+}
+
+#[derive(Serialize)]
+struct IntervalRow {
+    level: String,
+    q: String,
+    coverage: String,
+    width: String,
+}
+
+#[derive(Serialize)]
+struct GateView<'a> {
+    promote: bool,
+    reason: &'a str,
+    new_rmse: String,
+    champion_rmse: String,
+    champion_version: &'a str,
+    rows: usize,
+}
+
+#[derive(Serialize)]
+struct SplitRow<'a> {
+    name: &'a str,
+    windows: usize,
+    start: &'a str,
+    end: &'a str,
+}
+
+#[derive(Serialize)]
+struct TrainingView {
+    epochs: usize,
+    best: usize,
+    seconds_per_epoch: String,
+    seconds: String,
+    stopped_early: bool,
+}
+
+impl<'a> Page<'a> {
+    fn new(ev: &'a Evaluation, learning_svg: &'a str, pred_svg: &'a str) -> Self {
+        let g = &ev.gate;
+        let num = |v: Option<f64>| v.map(|x| format!("{x:.2}")).unwrap_or_else(|| "–".into());
+        let t = &ev.training;
+        Page {
+            name: &ev.model_name,
+            version: ev.version.as_deref(),
+            run: &ev.run_id,
+            created: &ev.created_at,
+            coins: ev.coins.join(","),
+            registry: &ev.registry,
+            spec: &ev.feature_spec_hash,
+            digest: &ev.data_digest,
+            forecasters: [
+                ForecasterRow::new("LSTM (this model)", &ev.test.model),
+                ForecasterRow::new("persistence", &ev.test.persistence),
+                ForecasterRow::new("rolling mean of 5 closes", &ev.test.rolling_mean_5),
+            ],
+            walk: ev.walk_forward.as_ref().map(WalkView::new),
+            intervals: ev
+                .intervals
+                .iter()
+                .map(|i| IntervalRow {
+                    level: format!("{:.0}%", i.level * 100.0),
+                    q: format!("{:.5}", i.q_logret),
+                    coverage: format!("{:.1}%", i.coverage * 100.0),
+                    width: format!("{:.2}", i.mean_width_usd),
+                })
+                .collect(),
+            gate: GateView {
+                promote: g.promote,
+                reason: &g.reason,
+                new_rmse: num(g.new_rmse),
+                champion_rmse: num(g.champion_rmse),
+                champion_version: g.champion_version.as_deref().unwrap_or("–"),
+                rows: g.rows,
+            },
+            learning_svg,
+            pred_svg,
+            splits: ev
+                .splits
+                .iter()
+                .map(|(name, s)| SplitRow {
+                    name,
+                    windows: s.windows,
+                    start: &s.start,
+                    end: &s.end,
+                })
+                .collect(),
+            training: TrainingView {
+                epochs: t.epochs_run,
+                best: t.best_epoch,
+                seconds_per_epoch: format!("{:.2}", t.seconds_per_epoch),
+                seconds: format!("{:.1}", t.seconds),
+                stopped_early: t.stopped_early,
+            },
+            params: ev
+                .params
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect(),
+        }
+    }
+}
+
+/// A self-contained HTML page: tables plus the two SVGs inlined (they are our own plots,
+/// passed through unescaped; every other value is escaped by the template).
+pub fn html(
+    ev: &Evaluation,
+    learning_svg: &str,
+    pred_svg: &str,
+) -> Result<String, minijinja::Error> {
+    let mut env = minijinja::Environment::new();
+    env.add_template("evaluation.html", TEMPLATE)?;
+    let mut page = env
+        .get_template("evaluation.html")?
+        .render(minijinja::value::Serde(&Page::new(
+            ev,
+            learning_svg,
+            pred_svg,
+        )))?;
+    // minijinja drops the template's final newline.
+    page.push('\n');
+    Ok(page)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn metrics() -> PointMetrics {
+        PointMetrics {
+            rmse: 274.495,
+            mae: 215.671,
+            mape: 0.4912,
+            directional_accuracy: Some(0.512),
+            skill: -0.0025,
+            rows: 410,
+        }
+    }
+
+    fn evaluation(free_text: &str) -> Evaluation {
+        Evaluation {
+            model_name: free_text.into(),
+            run_id: "e61444e30aba411114df0567cfd57fe4".into(),
+            created_at: "2025-01-01T00:00:00Z".into(),
+            registry: format!("local registry at {free_text}"),
+            feature_spec_hash: "abc".into(),
+            data_digest: "def".into(),
+            coins: vec!["BTC".into()],
+            params: [("note".to_string(), free_text.to_string())].into(),
+            splits: BTreeMap::new(),
+            training: TrainingInfo {
+                epochs_run: 3,
+                best_epoch: 2,
+                best_val_loss: 0.9,
+                stopped_early: true,
+                seconds: 1.26,
+                seconds_per_epoch: 0.4166,
+                history: Vec::new(),
+            },
+            test: TestMetrics {
+                model: metrics(),
+                persistence: metrics(),
+                rolling_mean_5: metrics(),
+            },
+            intervals: vec![IntervalMetrics {
+                level: 0.9,
+                q_logret: 0.0123456,
+                coverage: 0.978,
+                mean_width_usd: 1216.891,
+            }],
+            gate: GateDecision {
+                promote: true,
+                reason: free_text.into(),
+                new_rmse: Some(274.495),
+                ..GateDecision::default()
+            },
+            walk_forward: None,
+            version: Some("7".into()),
+        }
+    }
+
+    #[test]
+    fn free_text_reaching_the_report_is_escaped_but_the_plots_are_not() {
+        let evil = "<script>alert(\"x\")</script>";
+        let page = html(
+            &evaluation(evil),
+            "<svg id=\"lc\"></svg>",
+            "<svg id=\"pv\"></svg>",
         )
-    };
-    let intervals: String = ev
-        .intervals
-        .iter()
-        .map(|i| {
-            format!(
-                "<tr><td>{:.0}%</td><td>{:.5}</td><td>{:.1}%</td><td>{:.2}</td></tr>",
-                i.level * 100.0,
-                i.q_logret,
-                i.coverage * 100.0,
-                i.mean_width_usd
-            )
-        })
-        .collect();
-    let splits: String = ev
-        .splits
-        .iter()
-        .map(|(k, s)| {
-            format!(
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                esc(k),
-                s.windows,
-                esc(&s.start),
-                esc(&s.end)
-            )
-        })
-        .collect();
-    let params: String = ev
-        .params
-        .iter()
-        .map(|(k, v)| format!("<tr><td>{}</td><td>{}</td></tr>", esc(k), esc(v)))
-        .collect();
-    let g = &ev.gate;
-    let num = |v: Option<f64>| v.map(|x| format!("{x:.2}")).unwrap_or_else(|| "–".into());
-    let walk = ev.walk_forward.as_ref().map(walk_html).unwrap_or_default();
-    format!(
-        r#"<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>RPS evaluation — {name} {run}</title>
-<style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:960px}}table{{border-collapse:collapse;margin:1em 0}}
-td,th{{border:1px solid #ccc;padding:4px 10px;text-align:right}}td:first-child,th:first-child{{text-align:left}}
-.ok{{color:#070}}.no{{color:#a50}}</style></head><body>
-<h1>Next-hour close forecast — evaluation</h1>
-<p>Model <b>{name}</b>{version}, run <code>{run}</code>, created {created}, coins {coins}, registry {registry}.<br>
-Feature spec <code>{spec}</code>, data digest <code>{digest}</code>.</p>
-<h2>Test split (same rows for every forecaster)</h2>
-<table><tr><th>forecaster</th><th>RMSE (USD)</th><th>MAE (USD)</th><th>MAPE</th><th>direction</th><th>skill vs persistence</th></tr>
-{m}{p}{r}</table>
-{walk}<h2>Conformal intervals (calibrated on the calibration split)</h2>
-<table><tr><th>level</th><th>q (|log-return error|)</th><th>test coverage</th><th>mean width (USD)</th></tr>{intervals}</table>
-<h2>Promotion gate</h2>
-<p class="{gclass}"><b>{decision}</b>: {reason}<br>new model RMSE {new} vs champion {champ} (version {cv}) on {grows} re-scored test rows.</p>
-<h2>Learning curve</h2>{learning}
-<h2>Predicted vs actual</h2>{pred}
-<h2>Splits (chronological)</h2>
-<table><tr><th>split</th><th>windows</th><th>first hour</th><th>last hour</th></tr>{splits}</table>
-<p>Training: {epochs} epochs (best {best}, {spe:.2} s/epoch, {secs:.1} s){early}.</p>
-<h2>Parameters</h2><table>{params}</table>
-</body></html>
-"#,
-        name = esc(&ev.model_name),
-        version = ev
-            .version
-            .as_ref()
-            .map(|v| format!(" version {}", esc(v)))
-            .unwrap_or_default(),
-        run = esc(&ev.run_id),
-        created = esc(&ev.created_at),
-        coins = esc(&ev.coins.join(",")),
-        registry = esc(&ev.registry),
-        spec = esc(&ev.feature_spec_hash),
-        digest = esc(&ev.data_digest),
-        m = row("LSTM (this model)", &ev.test.model),
-        p = row("persistence", &ev.test.persistence),
-        r = row("rolling mean of 5 closes", &ev.test.rolling_mean_5),
-        walk = walk,
-        gclass = if g.promote { "ok" } else { "no" },
-        decision = if g.promote {
-            "promoted to champion"
-        } else {
-            "challenger (not promoted)"
-        },
-        reason = esc(&g.reason),
-        new = num(g.new_rmse),
-        champ = num(g.champion_rmse),
-        cv = esc(g.champion_version.as_deref().unwrap_or("–")),
-        grows = g.rows,
-        learning = learning_svg,
-        pred = pred_svg,
-        epochs = ev.training.epochs_run,
-        best = ev.training.best_epoch,
-        spe = ev.training.seconds_per_epoch,
-        secs = ev.training.seconds,
-        early = if ev.training.stopped_early {
-            ", stopped early"
-        } else {
-            ""
-        },
-    )
+        .expect("the template renders");
+        assert!(!page.contains("<script>"), "{page}");
+        assert!(page.contains("&lt;script&gt;"));
+        assert!(page.contains("<svg id=\"lc\"></svg>") && page.contains("<svg id=\"pv\"></svg>"));
+    }
+
+    #[test]
+    fn the_report_shows_the_figures_as_before() {
+        let page = html(&evaluation("rps-forecaster"), "", "").expect("the template renders");
+        for part in [
+            "<b>rps-forecaster</b> version 7, run <code>e61444e30aba411114df0567cfd57fe4</code>",
+            "<tr><td>LSTM (this model)</td><td>274.50</td><td>215.67</td><td>0.491%</td><td>51.2%</td><td>-0.0025</td></tr>",
+            "<tr><td>90%</td><td>0.01235</td><td>97.8%</td><td>1216.89</td></tr>",
+            "<p class=\"ok\"><b>promoted to champion</b>: rps-forecaster<br>new model RMSE 274.50 vs champion – (version –) on 0 re-scored test rows.</p>",
+            "Training: 3 epochs (best 2, 0.42 s/epoch, 1.3 s), stopped early.",
+            "<tr><td>note</td><td>rps-forecaster</td></tr>",
+        ] {
+            assert!(page.contains(part), "missing {part} in {page}");
+        }
+        assert!(page.ends_with("</body></html>\n"));
+    }
 }

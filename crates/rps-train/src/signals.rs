@@ -5,7 +5,7 @@
 //!
 //! Training is CPU-bound and blocks the thread it runs on, so the signal is not awaited
 //! next to it: [`run`] registers the handlers and spawns a watcher task on the (multi-thread)
-//! runtime, which ends the run [`OpenRun`] holds and exits the process. Nothing is left
+//! runtime, which ends the run `OpenRun` holds and exits the process. Nothing is left
 //! half-written by that exit: rps-train writes files through a temp file renamed into place
 //! (`rps_core::fs`) and packages through a staging directory renamed into place
 //! (`ModelPackage::save`), and the next run removes what a killed one left behind.
