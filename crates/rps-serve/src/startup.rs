@@ -5,6 +5,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
@@ -12,7 +13,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use rps_core::Store;
+use rps_core::{ExitCode, Store};
 use rps_mlflow::source::{ModelSpec, SourceError};
 use tokio::net::TcpListener;
 use tower_http::limit::RequestBodyLimitLayer;
@@ -21,6 +22,7 @@ use tower_http::timeout::TimeoutLayer;
 use crate::error::{ApiError, ErrorCode, Result, ServeError};
 use crate::model::LoadedModel;
 use crate::routes;
+use crate::state::ReloadOutcome;
 use crate::state::{AppState, Settings};
 
 /// Everything `rps-serve serve` needs.
@@ -64,16 +66,38 @@ impl Application {
                 reason,
             })?;
         let source = config.model.open(&config.cache_dir)?;
+        // A registry that cannot be reached (MLflow down, not up yet under compose) is waited
+        // for, never a reason to exit: the server runs unready and the poll retries it.
+        let unreachable = |e: &dyn std::fmt::Display| {
+            tracing::warn!(error = %e, "the model registry is unreachable: starting without a model; /ready answers 503 while it is retried with backoff");
+        };
+        let mut failed_first = false;
         let model = match source.probe().await {
-            Ok(candidate) => Some(LoadedModel::fetch(&source, &candidate).await?),
+            Ok(candidate) => match LoadedModel::fetch(&source, &candidate).await {
+                Ok(m) => Some(m),
+                Err(e) if e.exit_code() == ExitCode::External => {
+                    unreachable(&e);
+                    failed_first = true;
+                    None
+                }
+                Err(e) => return Err(e),
+            },
             Err(e @ SourceError::NoAlias { .. }) => {
                 tracing::warn!(error = %e, "starting without a model; /ready answers 503 until one is promoted");
+                None
+            }
+            Err(e) if e.exit_code() == ExitCode::External => {
+                unreachable(&e);
+                failed_first = true;
                 None
             }
             Err(e) => return Err(e.into()),
         };
         let store = Store::open(&config.store)?;
         let state = AppState::new(config.settings, model, source, store);
+        if failed_first {
+            state.metrics().observe_reload(false);
+        }
         let listener =
             TcpListener::bind(&config.addr)
                 .await
@@ -131,16 +155,34 @@ impl Application {
     }
 }
 
+/// The longest wait between two checks of a failing model source.
+const MAX_POLL_BACKOFF: Duration = Duration::from_secs(300);
+
+/// Checks the model source every poll interval; while the source fails, the wait doubles
+/// per failure up to [`MAX_POLL_BACKOFF`] (or the interval, if longer) and returns to the
+/// interval once the source answers.
 async fn poll_model(state: AppState) {
-    let mut tick = tokio::time::interval(state.settings().model_poll_interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tick.tick().await; // the first tick is immediate; the model was just loaded
+    let every = state.settings().model_poll_interval;
+    let mut failures = 0u32;
     loop {
-        tick.tick().await;
-        if let crate::state::ReloadOutcome::Swapped { .. } = state.reload_once().await {
-            state.refresh_store().await;
+        tokio::time::sleep(poll_delay(every, failures)).await;
+        match state.reload_once().await {
+            ReloadOutcome::Swapped { .. } => {
+                failures = 0;
+                state.refresh_store().await;
+            }
+            ReloadOutcome::ProbeFailed { .. } => failures = failures.saturating_add(1),
+            ReloadOutcome::Unchanged | ReloadOutcome::Waiting | ReloadOutcome::Failed { .. } => {
+                failures = 0;
+            }
         }
     }
+}
+
+/// The wait before the next check after `failures` failed ones in a row.
+fn poll_delay(every: Duration, failures: u32) -> Duration {
+    let backoff = every.saturating_mul(1u32 << failures.min(16));
+    backoff.min(MAX_POLL_BACKOFF.max(every))
 }
 
 async fn poll_store(state: AppState) {
@@ -320,4 +362,21 @@ async fn json_errors(resp: Response) -> Response {
         HeaderValue::from_static("application/json"),
     );
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failing_source_is_checked_ever_less_often_up_to_the_cap() {
+        let s = Duration::from_secs;
+        assert_eq!(poll_delay(s(30), 0), s(30));
+        assert_eq!(poll_delay(s(30), 1), s(60));
+        assert_eq!(poll_delay(s(30), 3), s(240));
+        assert_eq!(poll_delay(s(30), 4), MAX_POLL_BACKOFF);
+        assert_eq!(poll_delay(s(30), u32::MAX), MAX_POLL_BACKOFF);
+        // An interval longer than the cap is kept as it is.
+        assert_eq!(poll_delay(s(600), 5), s(600));
+    }
 }

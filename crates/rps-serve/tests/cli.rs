@@ -197,6 +197,147 @@ async fn serve_starts_without_a_champion_and_becomes_ready_when_one_is_promoted(
     assert_eq!(status, 200);
 }
 
+/// A loopback port nothing listens on (bound, then released).
+fn closed_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// The failed-reload count on `/metrics`.
+async fn reload_failures(client: &::reqwest::Client, base: &str) -> f64 {
+    let text = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find(|l| l.starts_with("rps_model_reloads_total{") && l.contains("result=\"failure\""))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_keeps_running_unready_while_its_mlflow_is_unreachable() {
+    let store = TempDir::new().unwrap();
+    let uri = format!("http://127.0.0.1:{}", closed_port());
+    let (child, base, text) = start_serve(
+        &[
+            "--model-name",
+            MODEL_NAME,
+            "--poll-interval",
+            "100ms",
+            "--store",
+            store.path().to_str().unwrap(),
+        ],
+        &[
+            ("MLFLOW_TRACKING_URI", &uri),
+            ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0"),
+        ],
+    );
+    assert!(text.contains("no model yet"), "{text}");
+    let client = ::reqwest::Client::new();
+    let health = client.get(format!("{base}/health")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+    let ready = client.get(format!("{base}/ready")).send().await.unwrap();
+    assert_eq!(ready.status(), 503);
+    // The start-up attempt and the retries that follow are counted as failed reloads.
+    let counted = eventually(30, || async {
+        reload_failures(&client, &base).await >= 2.0
+    })
+    .await;
+    let mut child = child;
+    let still_running = child.child().try_wait().unwrap().is_none();
+    drop(child);
+    assert!(counted, "failed checks of the registry are counted");
+    assert!(
+        still_running,
+        "an unreachable registry never stops the server"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the MLflow test server; scripts/test starts it"]
+async fn serve_started_before_its_mlflow_loads_the_champion_once_mlflow_answers() {
+    let uri = rps_testkit::service::mlflow_uri();
+    let reg = rps_mlflow::Registry::Mlflow(rps_mlflow::MlflowRegistry::new(
+        rps_mlflow::MlflowClient::new(&uri).unwrap(),
+    ));
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let name = format!("rps-serve-late-{}-{nanos}", std::process::id());
+    let v1 = crate::reload::promote_as(&reg, &name, package()).await;
+    // The server is pointed at a port where MLflow is not reachable yet.
+    let port = closed_port();
+    let store = TempDir::new().unwrap();
+    let (child, base, _) = start_serve(
+        &[
+            "--model-name",
+            &name,
+            "--poll-interval",
+            "100ms",
+            "--store",
+            store.path().to_str().unwrap(),
+        ],
+        &[
+            ("MLFLOW_TRACKING_URI", &format!("http://127.0.0.1:{port}")),
+            ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0"),
+        ],
+    );
+    let client = ::reqwest::Client::new();
+    let r = client.get(format!("{base}/ready")).send().await.unwrap();
+    assert_eq!(r.status(), 503);
+    assert!(
+        eventually(30, || async {
+            reload_failures(&client, &base).await >= 2.0
+        })
+        .await
+    );
+
+    // MLflow "comes up" on that port: a forwarder to the real server.
+    let target = uri
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let forwarder = tokio::spawn(async move {
+        loop {
+            let Ok((mut inbound, _)) = listener.accept().await else {
+                return;
+            };
+            let target = target.clone();
+            tokio::spawn(async move {
+                if let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                }
+            });
+        }
+    });
+    let ready = eventually(60, || async {
+        match client.get(format!("{base}/ready")).send().await {
+            Ok(r) if r.status() == 200 => {
+                let body: Value = r.json().await.unwrap();
+                body["model_version"] == v1.as_str()
+            }
+            _ => false,
+        }
+    })
+    .await;
+    drop(child);
+    forwarder.abort();
+    assert!(
+        ready,
+        "the champion v{v1} is loaded once MLflow answers, without a restart"
+    );
+}
+
 mod http {
     /// A tiny blocking GET (the test is synchronous; reqwest's blocking client is not enabled).
     pub fn blocking_get(url: &str) -> String {

@@ -24,7 +24,11 @@ pub enum ReloadOutcome {
         /// Why the new model was refused.
         reason: String,
     },
-    /// The source could not be asked (registry down, directory unreadable).
+    /// No model has been promoted yet (the alias points nowhere): the normal wait before the
+    /// first model, polled at the regular interval.
+    Waiting,
+    /// The source could not be asked or the new model not downloaded (registry down,
+    /// directory unreadable): counted as a failed reload and retried with backoff.
     ProbeFailed {
         /// What failed.
         reason: String,
@@ -105,9 +109,13 @@ impl AppState {
                     matches!(e, SourceError::NoAlias { .. }) && self.current_model().is_none();
                 if waiting {
                     tracing::debug!(error = %e, "no model to serve yet");
-                } else {
-                    self.metrics().observe_reload(false);
+                    return ReloadOutcome::Waiting;
+                }
+                self.metrics().observe_reload(false);
+                if self.current_model().is_some() {
                     tracing::warn!(error = %e, "checking for a new model failed; the current model keeps serving");
+                } else {
+                    tracing::warn!(error = %e, "checking for the first model failed; /ready stays 503 and the source is retried");
                 }
                 return ReloadOutcome::ProbeFailed {
                     reason: e.to_string(),
@@ -126,6 +134,15 @@ impl AppState {
                 self.install(model);
                 tracing::info!(version, source = %self.source().describe(), "serving a new model");
                 ReloadOutcome::Swapped { version }
+            }
+            Err(e) if e.exit_code() == rps_core::ExitCode::External => {
+                // The registry failed mid-download: not the package's fault, so it is not
+                // refused but fetched again at the next poll.
+                self.metrics().observe_reload(false);
+                tracing::warn!(error = %e, "downloading the new model failed; retried at the next poll");
+                ReloadOutcome::ProbeFailed {
+                    reason: e.to_string(),
+                }
             }
             Err(e) => {
                 self.metrics().observe_reload(false);
