@@ -63,9 +63,8 @@ fn start_serve(args: &[&str], env: &[(&str, &str)]) -> (ChildGuard, String, Stri
     (child, url, text)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the MLflow test server; scripts/test starts it"]
-async fn serve_loads_the_champion_from_mlflow_and_follows_its_alias() {
+/// The test MLflow server's URI, a registry on it, and a model name no other test uses.
+fn mlflow_with_a_fresh_name(prefix: &str) -> (String, rps_mlflow::Registry, String) {
     let uri = rps_testkit::service::mlflow_uri();
     let reg = rps_mlflow::Registry::Mlflow(rps_mlflow::MlflowRegistry::new(
         rps_mlflow::MlflowClient::new(&uri).unwrap(),
@@ -74,7 +73,14 @@ async fn serve_loads_the_champion_from_mlflow_and_follows_its_alias() {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_nanos();
-    let name = format!("rps-serve-test-{}-{nanos}", std::process::id());
+    let name = format!("{prefix}-{}-{nanos}", std::process::id());
+    (uri, reg, name)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the MLflow test server; scripts/test starts it"]
+async fn serve_loads_the_champion_from_mlflow_and_follows_its_alias() {
+    let (uri, reg, name) = mlflow_with_a_fresh_name("rps-serve-test");
     let v1 = crate::reload::promote_as(&reg, &name, package()).await;
     let store = TempDir::new().unwrap();
     let (child, base, _) = start_serve(
@@ -262,15 +268,7 @@ async fn serve_keeps_running_unready_while_its_mlflow_is_unreachable() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs the MLflow test server; scripts/test starts it"]
 async fn serve_started_before_its_mlflow_loads_the_champion_once_mlflow_answers() {
-    let uri = rps_testkit::service::mlflow_uri();
-    let reg = rps_mlflow::Registry::Mlflow(rps_mlflow::MlflowRegistry::new(
-        rps_mlflow::MlflowClient::new(&uri).unwrap(),
-    ));
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let name = format!("rps-serve-late-{}-{nanos}", std::process::id());
+    let (uri, reg, name) = mlflow_with_a_fresh_name("rps-serve-late");
     let v1 = crate::reload::promote_as(&reg, &name, package()).await;
     // The server is pointed at a port where MLflow is not reachable yet.
     let port = closed_port();
