@@ -231,6 +231,28 @@ pub fn router(state: AppState) -> Router {
         .route("/drift", get(routes::drift::drift))
         .route("/metrics", get(routes::metrics::metrics))
         .route("/openapi.json", get(routes::openapi::openapi_json))
+        // The serving protocols of the ecosystem: adapters onto the same forecast.
+        .route("/ping", get(routes::mlflow_scoring::ping))
+        .route("/version", get(routes::mlflow_scoring::version))
+        .route("/invocations", post(routes::mlflow_scoring::invocations))
+        .route("/v2", get(routes::oip_v2::server_metadata))
+        .route("/v2/health/live", get(routes::oip_v2::live))
+        .route("/v2/health/ready", get(routes::oip_v2::ready))
+        .route("/v2/models/{name}", get(routes::oip_v2::model_metadata))
+        .route("/v2/models/{name}/ready", get(routes::oip_v2::model_ready))
+        .route("/v2/models/{name}/infer", post(routes::oip_v2::infer))
+        .route(
+            "/v2/models/{name}/versions/{version}",
+            get(routes::oip_v2::version_metadata),
+        )
+        .route(
+            "/v2/models/{name}/versions/{version}/ready",
+            get(routes::oip_v2::version_ready),
+        )
+        .route(
+            "/v2/models/{name}/versions/{version}/infer",
+            post(routes::oip_v2::version_infer),
+        )
         .fallback(not_found)
         // Innermost first: body limit, timeout, then JSON errors and request counting
         // outermost so they see the final status of every response (413s and 408s

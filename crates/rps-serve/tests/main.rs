@@ -12,5 +12,6 @@ mod helpers;
 mod hostile;
 mod monitoring;
 mod prometheus;
+mod protocols;
 mod reload;
 mod routes;

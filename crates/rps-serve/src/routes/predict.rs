@@ -43,6 +43,25 @@ async fn run(state: &AppState, (coin, bars): Checked) -> Result<ForecastOut, Api
     Ok(out)
 }
 
+/// The forecast of one client window, by exactly the path `POST /predict` with `bars` takes
+/// (coin check, [`validate::window`], [`AppState::forecast_bars`], the prediction counter):
+/// the serving-protocol adapters ([`super::mlflow_scoring`], [`super::oip_v2`]) call this
+/// after converting their wire format to bars. Client bars feed no monitoring state.
+pub(crate) fn forecast_window(
+    state: &AppState,
+    coin: &str,
+    bars: Vec<crate::api::BarIn>,
+) -> Result<ForecastOut, ApiError> {
+    let req = PredictRequest {
+        coin: coin.to_string(),
+        bars: Some(bars),
+    };
+    let (coin, bars) = check(state, &req, "")?;
+    let out = state.forecast_bars(&coin, bars.as_deref().unwrap_or_default())?;
+    count(state, coin);
+    Ok(out)
+}
+
 fn count(state: &AppState, coin: String) {
     state
         .metrics()
