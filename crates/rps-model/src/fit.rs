@@ -78,6 +78,9 @@ pub struct FitConfig {
     pub seed: u64,
     /// Clip the global gradient norm to this value (0 = no clipping).
     pub clip_norm: f64,
+    /// The standardised value of a zero target (`−target_mean / target_std`): what the
+    /// persistence kind predicts. Learnable kinds ignore it.
+    pub target_zero: f32,
 }
 
 impl Default for FitConfig {
@@ -92,6 +95,7 @@ impl Default for FitConfig {
             patience: 5,
             seed: 42,
             clip_norm: 1.0,
+            target_zero: 0.0,
         }
     }
 }

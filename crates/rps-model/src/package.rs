@@ -68,6 +68,12 @@ impl Scaler {
         (v - self.target_mean) / self.target_std
     }
 
+    /// The standardised value of a zero log return: what "no change" predicts
+    /// ([`crate::FitConfig::target_zero`]).
+    pub fn zero(&self) -> f32 {
+        self.y(0.0) as f32
+    }
+
     /// Maps a standardised prediction back to a log return.
     pub fn y_inv(&self, v: f64) -> f64 {
         v * self.target_std + self.target_mean

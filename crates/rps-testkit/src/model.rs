@@ -115,6 +115,7 @@ pub fn train(spec: &Spec) -> FixtureModel {
         report_dir: dir.join("reports"),
         profile: None,
         force_promote: true,
+        persistence_champion: false,
         walk_forward: 0,
         min_gate_rows: 168,
     };

@@ -127,6 +127,12 @@ pub struct Args {
     #[arg(long, env = "RPS_FORCE_PROMOTE")]
     force_promote: bool,
 
+    /// Do not make the persistence kind the champion when neither the new model nor the
+    /// champion beats persistence (no change) on the gate rows; by default a second run
+    /// trains it and it is promoted, so the served forecast is never worse than no change.
+    #[arg(long, env = "RPS_NO_PERSISTENCE_CHAMPION")]
+    no_persistence_champion: bool,
+
     /// Fewest test rows both models score on which a new model may replace the champion
     /// (168 = a week of hours); on fewer, the new model is registered as challenger only.
     #[arg(long, env = "RPS_MIN_GATE_ROWS", default_value_t = 168)]
@@ -164,6 +170,7 @@ impl Args {
             report_dir: self.report_dir,
             profile: self.profile,
             force_promote: self.force_promote,
+            persistence_champion: !self.no_persistence_champion,
             walk_forward: self.walk_forward,
             min_gate_rows: self.min_gate_rows,
         }

@@ -117,6 +117,10 @@ pub struct Config {
     pub walk_forward: usize,
     /// Fewest gate rows on which a new model may replace the champion.
     pub min_gate_rows: usize,
+    /// When neither the new model nor the champion beats persistence, train the persistence
+    /// kind in a second run and make it the champion (`--no-persistence-champion` turns it
+    /// off: the registry then may have no champion, or keep one worse than no change).
+    pub persistence_champion: bool,
 }
 
 /// What can go wrong in a training run.
@@ -243,6 +247,9 @@ pub struct Summary {
     pub version: String,
     /// The evaluation report (as written to `evaluation.json`).
     pub evaluation: Evaluation,
+    /// When this is the persistence run that replaced a candidate no better than
+    /// persistence: that candidate's run (registered, not promoted).
+    pub candidate: Option<Box<Summary>>,
 }
 
 impl Config {
@@ -387,12 +394,37 @@ pub fn hostname() -> String {
 /// Runs the whole stage: data, tracking, training, evaluation, package, gate, registration.
 /// Signals keep their default action here; [`signals::run`] is the same with SIGTERM and
 /// SIGINT ending the run KILLED (what the binary uses).
+///
+/// When neither the new model nor the champion beats persistence on the gate rows
+/// ([`gate::GateDecision::persistence_champion`]), a second run trains the persistence kind
+/// on the same data and it becomes the champion: the system serves the best forecaster it
+/// can honestly show. That run's summary is returned, with the first in
+/// [`Summary::candidate`].
 pub async fn run(cfg: &Config) -> Result<Summary, TrainError> {
     run_in(cfg, &signals::OpenRun::default()).await
 }
 
-/// [`run`], publishing the run in `open` while it is open, for the signal watcher.
+/// [`run`], publishing each run in `open` while it is open, for the signal watcher.
 pub(crate) async fn run_in(cfg: &Config, open: &signals::OpenRun) -> Result<Summary, TrainError> {
+    let first = run_once(cfg, open).await?;
+    if !first.evaluation.gate.persistence_champion {
+        return Ok(first);
+    }
+    info!(
+        reason = %first.evaluation.gate.reason,
+        "no model beats persistence: training the persistence kind to be the champion"
+    );
+    let persistence = Config {
+        model_kind: rps_model::kinds::persistence::NAME.into(),
+        ..cfg.clone()
+    };
+    let mut second = run_once(&persistence, open).await?;
+    second.candidate = Some(Box::new(first));
+    Ok(second)
+}
+
+/// One tracked run: data, training, evaluation, package, gate, registration.
+async fn run_once(cfg: &Config, open: &signals::OpenRun) -> Result<Summary, TrainError> {
     cfg.check()?;
     let store = Store::open(&cfg.store)?;
     let data = steps::prepare_data(cfg, &store).await?;

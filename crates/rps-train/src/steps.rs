@@ -17,8 +17,8 @@ use rps_features::spec;
 use rps_mlflow::{Dataset, HOST_TAG, Metric, PID_TAG, RunHandle, now_ms};
 use rps_model::package::FORMAT_VERSION;
 use rps_model::{
-    ConformalQuantile, DataInfo, EpochStats, FitOutcome, Forecaster, MODEL_INPUTS, ModelError,
-    ModelMetadata, ModelPackage, Windows,
+    ConformalQuantile, DataInfo, EpochStats, FitConfig, FitOutcome, Forecaster, MODEL_INPUTS,
+    ModelError, ModelMetadata, ModelPackage, Windows,
 };
 use tracing::{info, warn};
 
@@ -194,7 +194,10 @@ pub async fn fit<T: Tracker>(
     prep: &mut Prepared,
 ) -> Result<Fitted, TrainError> {
     let started = Instant::now();
-    let fit_cfg = cfg.fit_config();
+    let fit_cfg = FitConfig {
+        target_zero: prep.scaler.zero(),
+        ..cfg.fit_config()
+    };
     let x = std::mem::take(&mut prep.x);
     let y = std::mem::take(&mut prep.y);
     let (nf, lookback) = (prep.n_inputs(), cfg.lookback);
@@ -506,13 +509,24 @@ pub async fn gate<T: Tracker>(
     evaluated: &Evaluated,
     scratch: &Path,
 ) -> Result<GateDecision, TrainError> {
+    let learnable = cfg.model_kind != rps_model::kinds::persistence::NAME;
+    let (new_rmse, persistence_rmse) = (evaluated.test.model.rmse, evaluated.test.persistence.rmse);
     let mut g = GateDecision {
         forced: cfg.force_promote,
-        new_rmse: Some(evaluated.test.model.rmse),
+        new_rmse: Some(new_rmse),
+        persistence_rmse: Some(persistence_rmse),
         rows: prep.splits.test.len(),
         ..Default::default()
     };
     match tracker.get_alias(&cfg.model_name, CHAMPION).await? {
+        None if learnable && gating::below_floor(new_rmse, persistence_rmse) => {
+            g.reason = format!(
+                "no champion yet, but the new model (RMSE {new_rmse:.3}) is not better than \
+                 persistence (no change, RMSE {persistence_rmse:.3}) on {} rows",
+                g.rows
+            );
+            g.persistence_champion = true;
+        }
         None => {
             g.promote = true;
             g.reason = "no champion yet: the first model is promoted".into();
@@ -523,8 +537,10 @@ pub async fn gate<T: Tracker>(
             rescore(cfg, &mut g, prep, evaluated, &dir, &mv.version)?;
         }
     }
+    g.persistence_champion &= cfg.persistence_champion;
     if cfg.force_promote && !g.promote {
         g.promote = true;
+        g.persistence_champion = false;
         g.reason = format!("forced (--force-promote); {}", g.reason);
     }
     info!(promote = g.promote, reason = %g.reason, "promotion gate");
@@ -544,12 +560,20 @@ fn rescore(
         Ok(old) => {
             let new =
                 Forecaster::from_package(evaluated.package.clone(), Path::new("(new model)"))?;
-            let (new_rmse, champ_rmse, rows) = gating::rescore(&new, &old, prep, &prep.splits.test);
-            g.new_rmse = Some(new_rmse);
-            g.champion_rmse = Some(champ_rmse);
-            g.rows = rows;
-            (g.promote, g.reason) =
-                gating::judge(new_rmse, champ_rmse, rows, cfg.min_gate_rows, champion);
+            let r = gating::rescore(&new, &old, prep, &prep.splits.test);
+            let learnable = cfg.model_kind != rps_model::kinds::persistence::NAME;
+            g.new_rmse = Some(r.new);
+            g.champion_rmse = Some(r.champion);
+            g.persistence_rmse = Some(r.persistence);
+            g.rows = r.rows;
+            (g.promote, g.reason) = gating::judge(&r, cfg.min_gate_rows, champion, learnable);
+            // Neither beats "no change" and the champion is not persistence already: the
+            // persistence kind takes over (when there are enough rows to say so).
+            g.persistence_champion = learnable
+                && r.rows >= cfg.min_gate_rows
+                && gating::below_floor(r.new, r.persistence)
+                && gating::below_floor(r.champion, r.persistence)
+                && old.metadata().kind != rps_model::kinds::persistence::NAME;
         }
         Err(e) => {
             // A champion this build cannot load (older feature spec) cannot serve either.
@@ -834,6 +858,7 @@ fn final_metrics(packaged: &Packaged, now: i64) -> Vec<Metric> {
     for (k, v) in [
         ("gate_new_rmse", gate.new_rmse),
         ("gate_champion_rmse", gate.champion_rmse),
+        ("gate_persistence_rmse", gate.persistence_rmse),
     ] {
         if let Some(v) = v.filter(|v| v.is_finite()) {
             finals.push(Metric::new(k, v, 0, now));
@@ -866,6 +891,10 @@ fn gate_tags(gate: &GateDecision) -> Vec<(String, String)> {
         ("gate_decision".to_string(), decision.to_string()),
         ("gate_reason".to_string(), gate.reason.clone()),
         ("gate_forced".to_string(), gate.forced.to_string()),
+        (
+            "gate_persistence_champion".to_string(),
+            gate.persistence_champion.to_string(),
+        ),
     ];
     if let Some(v) = &gate.champion_version {
         tags.push(("gate_champion_version".into(), v.clone()));
@@ -892,6 +921,7 @@ pub fn publish(cfg: &Config, packaged: Packaged, version: String) -> Result<Summ
         run_id: evaluation.run_id.clone(),
         version,
         evaluation,
+        candidate: None,
     })
 }
 
@@ -1016,6 +1046,7 @@ mod tests {
             force_promote: false,
             walk_forward: 0,
             min_gate_rows: 1,
+            persistence_champion: true,
         }
     }
 
@@ -1054,6 +1085,7 @@ mod tests {
                 ("gate_decision", "challenger"),
                 ("gate_reason", "worse"),
                 ("gate_forced", "false"),
+                ("gate_persistence_champion", "false"),
                 ("gate_champion_version", "3"),
             ]
             .map(|(k, v)| (k.to_string(), v.to_string()))

@@ -1,7 +1,18 @@
 //! The one-screen result `rps-train` prints on stdout (logs go to stderr).
 
-/// The result on stdout (logs go to stderr).
+/// The result on stdout (logs go to stderr): the candidate a persistence champion replaced
+/// first, when there is one.
 pub fn print(s: &rps_train::Summary) {
+    if let Some(c) = &s.candidate {
+        print_one(c);
+        rps_cli::say(
+            "no model beats persistence (no change) on the gate rows: the persistence kind is the champion",
+        );
+    }
+    print_one(s);
+}
+
+fn print_one(s: &rps_train::Summary) {
     let ev = &s.evaluation;
     let (m, p, r) = (
         &ev.test.model,
@@ -9,8 +20,11 @@ pub fn print(s: &rps_train::Summary) {
         &ev.test.rolling_mean_5,
     );
     rps_cli::say(format_args!(
-        "model {} version {} (run {})",
-        ev.model_name, s.version, s.run_id
+        "model {} version {} (kind {}, run {})",
+        ev.model_name,
+        s.version,
+        ev.params.get("model_kind").map_or("?", String::as_str),
+        s.run_id
     ));
     rps_cli::say(format_args!(
         "test ({} hours): RMSE {:.2} USD, MAE {:.2}, MAPE {:.3}%, skill {:+.4} | persistence RMSE {:.2} | rolling-mean-5 RMSE {:.2}",
@@ -30,7 +44,7 @@ pub fn print(s: &rps_train::Summary) {
             .unwrap_or_else(|| "none".into())
     };
     rps_cli::say(format_args!(
-        "gate: {} — new RMSE {} vs champion RMSE {} (champion version {}, {} rows): {}",
+        "gate: {} — new RMSE {} vs champion RMSE {}, persistence RMSE {} (champion version {}, {} rows): {}",
         if g.promote {
             "promoted to champion"
         } else {
@@ -38,6 +52,7 @@ pub fn print(s: &rps_train::Summary) {
         },
         num(g.new_rmse),
         num(g.champion_rmse),
+        num(g.persistence_rmse),
         g.champion_version.as_deref().unwrap_or("none"),
         g.rows,
         g.reason

@@ -151,11 +151,15 @@ pub fn run(
             y: &y,
             lookback,
         };
+        let fold_cfg = FitConfig {
+            target_zero: scaler.zero(),
+            ..fit_cfg.clone()
+        };
         let out = rps_model::fit(
             &data,
             &prep.ends(&train),
             &prep.ends(&val),
-            fit_cfg,
+            &fold_cfg,
             &mut |_| std::ops::ControlFlow::Continue(()),
         )?;
         let std_pred = rps_model::predict_windows(&out.weights, &data, &prep.ends(&test))?;

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
-use crate::support::{feature_store, metrics, ok, short_args, train};
+use crate::support::{feature_store, metrics, ok, short_args, train, with};
 
 /// One training run shared by the evaluation tests (they only read its outputs).
 fn run() -> &'static (PathBuf, serde_json::Value, serde_json::Value) {
@@ -16,7 +16,12 @@ fn run() -> &'static (PathBuf, serde_json::Value, serde_json::Value) {
             .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
             .unwrap()
             .keep();
-        ok(&train(&short_args(feature_store(), &out), None, &[]));
+        // The report of this model, not of a persistence champion replacing it.
+        let args = with(
+            short_args(feature_store(), &out),
+            &["--no-persistence-champion"],
+        );
+        ok(&train(&args, None, &[]));
         let ev: serde_json::Value = serde_json::from_str(
             &std::fs::read_to_string(out.join("reports/evaluation.json")).unwrap(),
         )

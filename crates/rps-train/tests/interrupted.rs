@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use rps_testkit::process::ChildGuard;
 
-use crate::support::{command, feature_store, ok, short_args, train};
+use crate::support::{command, feature_store, ok, short_args, train, with};
 
 /// `short_args`, training long enough to be caught running (no early stopping).
 fn long_args(store: &Path, out: &Path) -> Vec<String> {
@@ -150,7 +150,12 @@ fn the_run_of_a_killed_trainer_is_closed_failed_by_the_next_run_and_its_leftover
     }
 
     // Act: the next training on the same registry, to completion.
-    let o = train(&short_args(feature_store(), out.path()), None, &env);
+    // One new run: no persistence champion run after it.
+    let args = with(
+        short_args(feature_store(), out.path()),
+        &["--no-persistence-champion"],
+    );
+    let o = train(&args, None, &env);
     ok(&o);
 
     // Assert: the killed trainer's run is closed, and says why.

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use crate::support::{feature_store, metrics, ok, short_args, train};
+use crate::support::{feature_store, metrics, ok, short_args, train, with};
 
 fn alias(registry: &Path, alias: &str) -> Option<String> {
     std::fs::read_to_string(registry.join("models/rps-forecaster/aliases").join(alias))
@@ -16,7 +16,8 @@ fn a_first_run_becomes_champion_and_a_worse_second_run_only_challenger() {
     let registry = out.path().join("registry");
     let args = short_args(feature_store(), out.path());
 
-    let stdout = ok(&train(&args, None, &[]));
+    // First setup: this small model becomes champion whatever persistence scores.
+    let stdout = ok(&train(&with(args.clone(), &["--force-promote"]), None, &[]));
     assert!(stdout.contains("promoted to champion"), "{stdout}");
     for f in ["model.safetensors", "metadata.json", "MLmodel"] {
         assert!(
@@ -64,6 +65,8 @@ fn a_first_run_becomes_champion_and_a_worse_second_run_only_challenger() {
         let i = worse.iter().position(|a| a == flag).unwrap();
         worse[i + 1] = value.into();
     }
+    // (Champion against challenger only: no persistence champion run.)
+    let worse = with(worse, &["--no-persistence-champion"]);
     let stdout = ok(&train(&worse, None, &[]));
     assert!(
         stdout.contains("challenger, champion unchanged"),
@@ -119,7 +122,11 @@ fn the_same_seed_gives_the_same_model_and_test_rmse() {
 fn a_better_looking_model_on_too_few_gate_rows_never_replaces_the_champion() {
     let out = tempfile::tempdir().unwrap();
     let registry = out.path().join("registry");
-    ok(&train(&short_args(feature_store(), out.path()), None, &[]));
+    let first = with(
+        short_args(feature_store(), out.path()),
+        &["--force-promote"],
+    );
+    ok(&train(&first, None, &[]));
     assert_eq!(alias(&registry, "champion").as_deref(), Some("1"));
 
     // A store of 1,500 hours: about 140 test rows, fewer than a week of hours.
@@ -148,4 +155,45 @@ fn a_better_looking_model_on_too_few_gate_rows_never_replaces_the_champion() {
         "{stdout}"
     );
     assert_eq!(alias(&registry, "champion").as_deref(), Some("1"));
+}
+
+#[test]
+fn a_first_model_no_better_than_persistence_makes_the_persistence_kind_champion() {
+    let out = tempfile::tempdir().unwrap();
+    let registry = out.path().join("registry");
+    // A deliberately useless model: one epoch of a tiny network at a tiny learning rate.
+    let mut args = short_args(feature_store(), out.path());
+    for (flag, value) in [("--epochs", "1"), ("--hidden", "2"), ("--lr", "0.00001")] {
+        let i = args.iter().position(|a| a == flag).unwrap();
+        args[i + 1] = value.into();
+    }
+    let stdout = ok(&train(&args, None, &[]));
+    assert!(
+        stdout.contains("not better than persistence")
+            && stdout.contains("the persistence kind is the champion")
+            && stdout.contains("kind persistence"),
+        "{stdout}"
+    );
+    // Version 1 (the LSTM) is registered but not promoted; version 2 is persistence.
+    assert_eq!(alias(&registry, "champion").as_deref(), Some("2"));
+    let v2 = registry.join("models/rps-forecaster/versions/2");
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(v2.join("metadata.json")).unwrap()).unwrap();
+    assert_eq!(meta["kind"], "persistence");
+    let m = metrics(out.path());
+    assert_eq!(m["gate"]["promote"], true, "{}", m["gate"]);
+    // Its forecast is the last close, and it scores exactly like the persistence baseline.
+    let (model, none) = (
+        m["test"]["model"]["rmse"].as_f64().unwrap(),
+        m["test"]["persistence"]["rmse"].as_f64().unwrap(),
+    );
+    assert!((model - none).abs() <= 1e-6 * none, "{model} vs {none}");
+    let fc = rps_model::Forecaster::load(&v2).unwrap();
+    let frame = rps_features::compute("BTC", &rps_testkit::fixture::bars()[..600]);
+    let last = frame.len() - 1;
+    let lr = fc.predict_logrets(&frame, &[last]).unwrap()[0];
+    assert!(
+        lr.abs() < 1e-9,
+        "a persistence forecast moves the close by {lr}"
+    );
 }

@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use crate::support::{feature_store, metrics, ok, short_args, train};
+use crate::support::{feature_store, metrics, ok, short_args, train, with};
 
 struct Api {
     base: String,
@@ -78,7 +78,12 @@ fn a_run_is_tracked_registered_and_promoted_in_mlflow_and_a_worse_run_stays_chal
         profile.to_str().unwrap().to_string(),
     ]);
 
-    ok(&train(&args, Some(&uri), &[]));
+    // First setup: this small model becomes champion whatever persistence scores.
+    ok(&train(
+        &with(args.clone(), &["--force-promote"]),
+        Some(&uri),
+        &[],
+    ));
     let m = metrics(out.path());
     let run_id = m["run_id"].as_str().unwrap().to_string();
 
@@ -193,6 +198,7 @@ fn a_run_is_tracked_registered_and_promoted_in_mlflow_and_a_worse_run_stays_chal
         let i = worse.iter().position(|a| a == flag).unwrap();
         worse[i + 1] = value.into();
     }
+    let worse = with(worse, &["--no-persistence-champion"]);
     let stdout = ok(&train(&worse, Some(&uri), &[]));
     assert!(
         stdout.contains("challenger, champion unchanged"),

@@ -36,6 +36,12 @@ pub fn feature_store() -> &'static Path {
 }
 
 /// A short training configuration (a few seconds of training on the shared data).
+/// `args` with `more` appended.
+pub fn with(mut args: Vec<String>, more: &[&str]) -> Vec<String> {
+    args.extend(more.iter().map(|s| s.to_string()));
+    args
+}
+
 pub fn short_args(store: &Path, out: &Path) -> Vec<String> {
     [
         "--store",

@@ -5,11 +5,15 @@
 //! promotion gate, walk-forward evaluation and serving then handle it.
 
 pub mod lstm;
+pub mod persistence;
 
 use crate::model::Kind;
 
 /// Every registered kind.
-pub static KINDS: &[Kind] = &[Kind::of::<lstm::LstmWeights>()];
+pub static KINDS: &[Kind] = &[
+    Kind::of::<lstm::LstmWeights>(),
+    Kind::of::<persistence::PersistenceWeights>(),
+];
 
 /// The kind trained when none is named, and that of packages whose metadata names none.
 pub const DEFAULT: &str = lstm::NAME;
