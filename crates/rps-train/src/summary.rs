@@ -28,7 +28,15 @@ fn print_one(s: &rps_train::Summary) {
     ));
     rps_cli::say(format_args!(
         "test ({} hours): RMSE {:.2} USD, MAE {:.2}, MAPE {:.3}%, skill {:+.4} | persistence RMSE {:.2} | rolling-mean-5 RMSE {:.2}",
-        m.rows, m.rmse, m.mae, m.mape, m.skill, p.rmse, r.rmse
+        m.rows,
+        m.rmse,
+        m.mae,
+        m.mape,
+        // A skill that rounds to zero prints as +0.0000, not -0.0000 (persistence scores
+        // its own baseline up to float rounding).
+        if m.skill.abs() < 5e-5 { 0.0 } else { m.skill },
+        p.rmse,
+        r.rmse
     ));
     for i in &ev.intervals {
         rps_cli::say(format_args!(

@@ -148,12 +148,10 @@ impl ScoringError {
 impl From<ApiError> for ScoringError {
     /// Keeps 413, 415 and 5xx; every other refusal of the input is MLflow's 400.
     fn from(e: ApiError) -> Self {
-        let status = match e.status {
-            s @ (StatusCode::PAYLOAD_TOO_LARGE | StatusCode::UNSUPPORTED_MEDIA_TYPE) => s,
-            s if s.is_server_error() => s,
-            _ => StatusCode::BAD_REQUEST,
-        };
-        Self::with(status, format!("{}: {}", e.error, e.detail))
+        Self::with(
+            super::protocol_status(e.status),
+            format!("{}: {}", e.error, e.detail),
+        )
     }
 }
 

@@ -88,6 +88,18 @@ fn level_label(level: f64) -> String {
     }
 }
 
+/// The status a serving protocol answers for one of the server's own refusals: 413, 415 and
+/// 5xx are kept; every other refusal of the input is the protocol's 400 (MLflow scoring and
+/// the Open Inference Protocol both say "bad request" for anything wrong with the input).
+pub(crate) fn protocol_status(status: axum::http::StatusCode) -> axum::http::StatusCode {
+    use axum::http::StatusCode;
+    match status {
+        s @ (StatusCode::PAYLOAD_TOO_LARGE | StatusCode::UNSUPPORTED_MEDIA_TYPE) => s,
+        s if s.is_server_error() => s,
+        _ => StatusCode::BAD_REQUEST,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

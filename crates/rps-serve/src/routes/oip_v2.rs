@@ -66,12 +66,10 @@ impl InferError {
 impl From<ApiError> for InferError {
     /// Keeps 413, 415 and 5xx; every other refusal of the input is the protocol's 400.
     fn from(e: ApiError) -> Self {
-        let status = match e.status {
-            s @ (StatusCode::PAYLOAD_TOO_LARGE | StatusCode::UNSUPPORTED_MEDIA_TYPE) => s,
-            s if s.is_server_error() => s,
-            _ => StatusCode::BAD_REQUEST,
-        };
-        Self::with(status, format!("{}: {}", e.error, e.detail))
+        Self::with(
+            super::protocol_status(e.status),
+            format!("{}: {}", e.error, e.detail),
+        )
     }
 }
 
