@@ -99,6 +99,50 @@ pub struct IntervalMetrics {
     pub coverage: f64,
     /// Mean interval width, USD.
     pub mean_width_usd: f64,
+    /// Mean interval score (Winkler), USD: the width, plus `2/α` times the distance by which
+    /// the actual close fell outside (α = 1 − level). Lower is better; it rewards narrow
+    /// intervals and punishes misses by how far they miss.
+    #[serde(default)]
+    pub interval_score_usd: f64,
+    /// The lowest coverage over any [`ROLLING_HOURS`] consecutive test rows (`None` with
+    /// fewer rows): a band that is right on average but wrong for a month shows here.
+    #[serde(default)]
+    pub worst_720h_coverage: Option<f64>,
+    /// The longest run of consecutive test rows whose close fell outside.
+    #[serde(default)]
+    pub longest_miss_run_hours: usize,
+}
+
+/// The window of the rolling coverage ([`IntervalMetrics::worst_720h_coverage`]): 30 days.
+pub const ROLLING_HOURS: usize = 720;
+
+/// Winkler's interval score of one interval `[lo, hi]` at level `1 − alpha` for the outcome
+/// `y`.
+pub fn interval_score(lo: f64, hi: f64, y: f64, alpha: f64) -> f64 {
+    let miss = if y < lo {
+        lo - y
+    } else if y > hi {
+        y - hi
+    } else {
+        0.0
+    };
+    (hi - lo) + 2.0 / alpha * miss
+}
+
+/// The coverage of each window of `window` consecutive rows, in order (empty when there are
+/// fewer rows).
+pub fn rolling_coverage(inside: &[bool], window: usize) -> Vec<f64> {
+    if window == 0 || inside.len() < window {
+        return Vec::new();
+    }
+    let mut hits = inside[..window].iter().filter(|&&b| b).count();
+    let mut out = vec![hits as f64 / window as f64];
+    for i in window..inside.len() {
+        hits += usize::from(inside[i]);
+        hits -= usize::from(inside[i - window]);
+        out.push(hits as f64 / window as f64);
+    }
+    out
 }
 
 /// Coverage and width of `last · exp(pred_logret ± q)` intervals.
@@ -110,20 +154,31 @@ pub fn interval_metrics(
     q: f64,
 ) -> IntervalMetrics {
     let n = actual.len().max(1) as f64;
-    let (mut inside, mut width) = (0usize, 0.0);
+    let alpha = 1.0 - level;
+    let (mut width, mut score) = (0.0, 0.0);
+    let mut hit = Vec::with_capacity(actual.len());
     for i in 0..actual.len() {
         let lo = last[i] * (pred_logret[i] - q).exp();
         let hi = last[i] * (pred_logret[i] + q).exp();
-        if actual[i] >= lo && actual[i] <= hi {
-            inside += 1;
-        }
+        hit.push(actual[i] >= lo && actual[i] <= hi);
         width += hi - lo;
+        score += interval_score(lo, hi, actual[i], alpha);
+    }
+    let (mut run, mut longest) = (0usize, 0usize);
+    for &h in &hit {
+        run = if h { 0 } else { run + 1 };
+        longest = longest.max(run);
     }
     IntervalMetrics {
         level,
         q_logret: q,
-        coverage: inside as f64 / n,
+        coverage: hit.iter().filter(|&&h| h).count() as f64 / n,
         mean_width_usd: width / n,
+        interval_score_usd: score / n,
+        worst_720h_coverage: rolling_coverage(&hit, ROLLING_HOURS)
+            .into_iter()
+            .reduce(f64::min),
+        longest_miss_run_hours: longest,
     }
 }
 
@@ -160,6 +215,34 @@ mod tests {
         assert_eq!(p.skill, 1.0);
         assert_eq!(p.directional_accuracy, Some(1.0));
         assert_eq!(p.mape, 0.0);
+    }
+
+    #[test]
+    fn the_interval_score_is_the_width_plus_the_weighted_miss() {
+        // Inside: the width alone.
+        assert_eq!(interval_score(90.0, 110.0, 100.0, 0.1), 20.0);
+        // 5 below a 90 % interval: 20 + (2 / 0.1) * 5.
+        assert!((interval_score(90.0, 110.0, 85.0, 0.1) - 120.0).abs() < 1e-9);
+        assert!((interval_score(90.0, 110.0, 111.0, 0.1) - 40.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn rolling_coverage_finds_the_worst_window_and_miss_runs_are_counted() {
+        let inside = [true, true, false, false, true, true];
+        assert_eq!(
+            rolling_coverage(&inside, 3),
+            [2.0 / 3.0, 1.0 / 3.0, 1.0 / 3.0, 2.0 / 3.0]
+        );
+        assert!(rolling_coverage(&inside, 7).is_empty());
+        let last = [100.0; 4];
+        let actual = [100.0, 120.0, 130.0, 100.0];
+        let m = interval_metrics(&last, &actual, &[0.0; 4], 0.9, 0.01);
+        assert_eq!(m.longest_miss_run_hours, 2);
+        assert_eq!(m.worst_720h_coverage, None, "fewer rows than the window");
+        let w = 100.0 * (0.01f64.exp() - (-0.01f64).exp());
+        let hi = 100.0 * 0.01f64.exp();
+        let expected = w + 20.0 * ((120.0 - hi) + (130.0 - hi)) / 4.0;
+        assert!((m.interval_score_usd - expected).abs() < 1e-9);
     }
 
     #[test]

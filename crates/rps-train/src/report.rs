@@ -402,6 +402,9 @@ struct IntervalRow {
     q: String,
     coverage: String,
     width: String,
+    score: String,
+    worst: String,
+    miss_run: usize,
 }
 
 #[derive(Serialize)]
@@ -459,6 +462,11 @@ impl<'a> Page<'a> {
                     q: format!("{:.5}", i.q_logret),
                     coverage: format!("{:.1}%", i.coverage * 100.0),
                     width: format!("{:.2}", i.mean_width_usd),
+                    score: format!("{:.2}", i.interval_score_usd),
+                    worst: i
+                        .worst_720h_coverage
+                        .map_or_else(|| "n/a".into(), |w| format!("{:.1}%", w * 100.0)),
+                    miss_run: i.longest_miss_run_hours,
                 })
                 .collect(),
             gate: GateView {
@@ -563,6 +571,9 @@ mod tests {
                 q_logret: 0.0123456,
                 coverage: 0.978,
                 mean_width_usd: 1216.891,
+                interval_score_usd: 1402.5,
+                worst_720h_coverage: Some(0.93),
+                longest_miss_run_hours: 3,
             }],
             gate: GateDecision {
                 promote: true,
@@ -595,7 +606,7 @@ mod tests {
         for part in [
             "<b>rps-forecaster</b> version 7, run <code>e61444e30aba411114df0567cfd57fe4</code>",
             "<tr><td>LSTM (this model)</td><td>274.50</td><td>215.67</td><td>0.491%</td><td>51.2%</td><td>-0.0025</td></tr>",
-            "<tr><td>90%</td><td>0.01235</td><td>97.8%</td><td>1216.89</td></tr>",
+            "<tr><td>90%</td><td>0.01235</td><td>97.8%</td><td>1216.89</td><td>1402.50</td><td>93.0%</td><td>3</td></tr>",
             "<p class=\"ok\"><b>promoted to champion</b>: rps-forecaster<br>new model RMSE 274.50 vs champion – (version –) on 0 re-scored test rows.</p>",
             "Training: 3 epochs (best 2, 0.42 s/epoch, 1.3 s), stopped early.",
             "<tr><td>note</td><td>rps-forecaster</td></tr>",

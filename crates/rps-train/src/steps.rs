@@ -484,6 +484,14 @@ fn flat_metrics(t: &TestMetrics, intervals: &[IntervalMetrics]) -> BTreeMap<Stri
         m.insert(format!("interval_{l}_coverage"), i.coverage);
         m.insert(format!("interval_{l}_width_usd"), i.mean_width_usd);
         m.insert(format!("interval_{l}_q_logret"), i.q_logret);
+        m.insert(format!("interval_{l}_score_usd"), i.interval_score_usd);
+        m.insert(
+            format!("interval_{l}_longest_miss_run_hours"),
+            i.longest_miss_run_hours as f64,
+        );
+        if let Some(w) = i.worst_720h_coverage {
+            m.insert(format!("interval_{l}_worst_720h_coverage"), w);
+        }
     }
     m.retain(|_, v| v.is_finite());
     m

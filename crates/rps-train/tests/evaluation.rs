@@ -105,6 +105,19 @@ fn the_90_percent_interval_covers_80_to_98_percent_of_test_hours_and_widths_grow
         (0.80..=0.98).contains(&cov),
         "90% interval coverage on test: {cov}"
     );
+    // The interval score is the width plus the penalty of every miss; a month-long window
+    // never covers more than the whole test split's best case.
+    let (score, width) = (
+        iv["90"]["interval_score_usd"].as_f64().unwrap(),
+        iv["90"]["mean_width_usd"].as_f64().unwrap(),
+    );
+    assert!(score > width, "score {score} vs width {width}");
+    let rows = m["test_windows"].as_u64().unwrap();
+    if rows >= 720 {
+        let worst = iv["90"]["worst_720h_coverage"].as_f64().unwrap();
+        assert!(worst <= cov && worst > 0.0, "worst {worst} vs {cov}");
+    }
+    assert!(iv["90"]["longest_miss_run_hours"].as_u64().unwrap() >= 1);
     let w: Vec<f64> = ["80", "90", "95"]
         .iter()
         .map(|l| iv[*l]["mean_width_usd"].as_f64().unwrap())
