@@ -282,6 +282,71 @@ pub fn predictions_svg(rows: &[PlotRow], level: f64, path: &Path) -> Result<(), 
     write_svg(path, draw)
 }
 
+/// The rolling coverage of each interval level over the test hours (`series`: level and the
+/// coverage of each window of `window` consecutive test rows), against its nominal level.
+pub fn coverage_svg(
+    series: &[(f64, Vec<f64>)],
+    window: usize,
+    path: &Path,
+) -> Result<(), TrainError> {
+    let draw = |svg: &mut String| -> Result<(), Box<dyn std::error::Error>> {
+        let root = SVGBackend::with_string(svg, (900, 380)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let lo = series
+            .iter()
+            .flat_map(|(l, s)| s.iter().copied().chain([*l]))
+            .filter(|v| v.is_finite())
+            .fold(1.0f64, f64::min);
+        let n = series
+            .iter()
+            .map(|(_, s)| s.len())
+            .max()
+            .unwrap_or(0)
+            .max(2) as f64;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(
+                format!(
+                    "Coverage of the last {window} test hours, rolling, against nominal (dashed)"
+                ),
+                ("sans-serif", 18),
+            )
+            .margin(12)
+            .x_label_area_size(36)
+            .y_label_area_size(56)
+            .build_cartesian_2d(0f64..n, (lo - 0.05).max(0.0)..1.0)?;
+        chart
+            .configure_mesh()
+            .x_desc("test hour (window end)")
+            .y_desc("coverage")
+            .draw()?;
+        let colours = [BLUE, RED, GREEN, MAGENTA, CYAN];
+        for (k, (level, s)) in series.iter().enumerate() {
+            let colour = colours[k % colours.len()];
+            chart
+                .draw_series(LineSeries::new(
+                    s.iter().enumerate().map(|(i, v)| (i as f64, *v)),
+                    &colour,
+                ))?
+                .label(format!("{:.0}%", level * 100.0))
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], colour));
+            chart.draw_series(DashedLineSeries::new(
+                [(0.0, *level), (n, *level)],
+                6,
+                4,
+                colour.mix(0.6).into(),
+            ))?;
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()?;
+        root.present()?;
+        Ok(())
+    };
+    write_svg(path, draw)
+}
+
 /// The page template, kept as a file so the layout is read and edited as HTML. Its name
 /// ends in `.html`, so minijinja escapes every value for HTML except the plots (`|safe`).
 const TEMPLATE: &str = include_str!("../templates/evaluation.html");
@@ -308,6 +373,7 @@ struct Page<'a> {
     gate: GateView<'a>,
     learning_svg: &'a str,
     pred_svg: &'a str,
+    coverage_svg: &'a str,
     splits: Vec<SplitRow<'a>>,
     training: TrainingView,
     params: Vec<(&'a str, &'a str)>,
@@ -435,7 +501,12 @@ struct TrainingView {
 }
 
 impl<'a> Page<'a> {
-    fn new(ev: &'a Evaluation, learning_svg: &'a str, pred_svg: &'a str) -> Self {
+    fn new(
+        ev: &'a Evaluation,
+        learning_svg: &'a str,
+        pred_svg: &'a str,
+        coverage_svg: &'a str,
+    ) -> Self {
         let g = &ev.gate;
         let num = |v: Option<f64>| v.map(|x| format!("{x:.2}")).unwrap_or_else(|| "–".into());
         let t = &ev.training;
@@ -479,6 +550,7 @@ impl<'a> Page<'a> {
             },
             learning_svg,
             pred_svg,
+            coverage_svg,
             splits: ev
                 .splits
                 .iter()
@@ -511,6 +583,7 @@ pub fn html(
     ev: &Evaluation,
     learning_svg: &str,
     pred_svg: &str,
+    coverage_svg: &str,
 ) -> Result<String, minijinja::Error> {
     let mut env = minijinja::Environment::new();
     env.add_template("evaluation.html", TEMPLATE)?;
@@ -520,6 +593,7 @@ pub fn html(
             ev,
             learning_svg,
             pred_svg,
+            coverage_svg,
         )))?;
     // minijinja drops the template's final newline.
     page.push('\n');
@@ -593,16 +667,18 @@ mod tests {
             &evaluation(evil),
             "<svg id=\"lc\"></svg>",
             "<svg id=\"pv\"></svg>",
+            "<svg id=\"cv\"></svg>",
         )
         .expect("the template renders");
         assert!(!page.contains("<script>"), "{page}");
         assert!(page.contains("&lt;script&gt;"));
         assert!(page.contains("<svg id=\"lc\"></svg>") && page.contains("<svg id=\"pv\"></svg>"));
+        assert!(page.contains("<svg id=\"cv\"></svg>"));
     }
 
     #[test]
     fn the_report_shows_the_figures_as_before() {
-        let page = html(&evaluation("rps-forecaster"), "", "").expect("the template renders");
+        let page = html(&evaluation("rps-forecaster"), "", "", "").expect("the template renders");
         for part in [
             "<b>rps-forecaster</b> version 7, run <code>e61444e30aba411114df0567cfd57fe4</code>",
             "<tr><td>LSTM (this model)</td><td>274.50</td><td>215.67</td><td>0.491%</td><td>51.2%</td><td>-0.0025</td></tr>",

@@ -23,7 +23,9 @@ use rps_model::{
 use tracing::{info, warn};
 
 use crate::data::{Prepared, prepare};
-use crate::eval::{IntervalMetrics, conformal_quantile, interval_metrics, point_metrics, rmse};
+use crate::eval::{
+    self, IntervalMetrics, conformal_quantile, interval_metrics, point_metrics, rmse,
+};
 use crate::gate::{self as gating, GateDecision};
 use crate::report::{self, Evaluation, PlotRow, SplitInfo, TestMetrics, TrainingInfo};
 use crate::track::Tracker;
@@ -600,6 +602,8 @@ pub struct ReportFiles {
     pub learning_curve: PathBuf,
     /// `predictions.svg`.
     pub predictions: PathBuf,
+    /// `coverage.svg`.
+    pub coverage: PathBuf,
     /// `evaluation.json`.
     pub json: PathBuf,
     /// `evaluation.html`.
@@ -642,6 +646,8 @@ pub fn package(
     let pv_path = cfg.report_dir.join("predictions.svg");
     let (level, rows) = plot_rows(&evaluated);
     report::predictions_svg(&rows, level, &pv_path)?;
+    let cv_path = cfg.report_dir.join("coverage.svg");
+    report::coverage_svg(&rolling_coverage(&evaluated), COVERAGE_PLOT_HOURS, &cv_path)?;
 
     let split_info = |name: &str, idx: &[usize]| {
         let ts = |k: Option<&usize>| k.map(|&i| fmt_ms(prep.windows[i].ts)).unwrap_or_default();
@@ -690,7 +696,9 @@ pub fn package(
         walk_forward: evaluated.walk_forward,
         version: None,
     };
-    let (json, html) = write_reports(cfg, &evaluation, &lc_path, &pv_path)?;
+    let plots = [lc_path, pv_path, cv_path];
+    let (json, html) = write_reports(cfg, &evaluation, &plots)?;
+    let [lc_path, pv_path, cv_path] = plots;
     Ok(Packaged {
         package: evaluated.package,
         dir,
@@ -698,6 +706,7 @@ pub fn package(
         files: ReportFiles {
             learning_curve: lc_path,
             predictions: pv_path,
+            coverage: cv_path,
             json,
             html,
         },
@@ -726,6 +735,33 @@ fn check_reload(dir: &Path, prep: &Prepared, test_pred: &[f64]) -> Result<(), Tr
         }));
     }
     Ok(())
+}
+
+/// The window of the rolling-coverage plot: a week of hours (the 720 h figure of the
+/// report is its worst month).
+const COVERAGE_PLOT_HOURS: usize = 168;
+
+/// Per interval level, the coverage of every [`COVERAGE_PLOT_HOURS`] consecutive test rows.
+fn rolling_coverage(ev: &Evaluated) -> Vec<(f64, Vec<f64>)> {
+    let r = &ev.rows;
+    ev.package
+        .metadata
+        .conformal
+        .iter()
+        .map(|c| {
+            let inside: Vec<bool> = (0..r.actual.len())
+                .map(|k| {
+                    let lo = r.last[k] * (r.pred_logret[k] - c.q).exp();
+                    let hi = r.last[k] * (r.pred_logret[k] + c.q).exp();
+                    r.actual[k] >= lo && r.actual[k] <= hi
+                })
+                .collect();
+            (
+                c.level,
+                eval::rolling_coverage(&inside, COVERAGE_PLOT_HOURS),
+            )
+        })
+        .collect()
 }
 
 /// The predicted-vs-actual plot: the 90% level (else the middle one) and the last 240
@@ -762,8 +798,7 @@ fn plot_rows(ev: &Evaluated) -> (f64, Vec<PlotRow>) {
 fn write_reports(
     cfg: &Config,
     ev: &Evaluation,
-    lc: &Path,
-    pv: &Path,
+    [lc, pv, cv]: &[PathBuf; 3],
 ) -> Result<(PathBuf, PathBuf), TrainError> {
     let json_path = cfg.report_dir.join("evaluation.json");
     let text = serde_json::to_string_pretty(ev).map_err(|e| TrainError::Report {
@@ -779,9 +814,11 @@ fn write_reports(
     };
     let html_path = cfg.report_dir.join("evaluation.html");
     let page =
-        report::html(ev, &strip(read(lc)?), &strip(read(pv)?)).map_err(|e| TrainError::Report {
-            path: html_path.clone(),
-            reason: e.to_string(),
+        report::html(ev, &strip(read(lc)?), &strip(read(pv)?), &strip(read(cv)?)).map_err(|e| {
+            TrainError::Report {
+                path: html_path.clone(),
+                reason: e.to_string(),
+            }
         })?;
     rps_core::fs::write(&html_path, page.as_bytes()).map_err(io(&html_path))?;
     if let Some(m) = &cfg.metrics {
@@ -823,6 +860,7 @@ pub async fn track_and_register<T: Tracker>(
     tracker
         .log_artifact(run, &files.predictions, "plots")
         .await?;
+    tracker.log_artifact(run, &files.coverage, "plots").await?;
     tracker.log_artifact(run, &files.json, "report").await?;
     tracker.log_artifact(run, &files.html, "report").await?;
     if let Some(p) = &cfg.profile {
@@ -924,7 +962,15 @@ pub fn publish(cfg: &Config, packaged: Packaged, version: String) -> Result<Summ
         package.metadata.version = version.clone();
         package.save(dir)?;
     }
-    write_reports(cfg, &evaluation, &files.learning_curve, &files.predictions)?;
+    write_reports(
+        cfg,
+        &evaluation,
+        &[
+            files.learning_curve.clone(),
+            files.predictions.clone(),
+            files.coverage.clone(),
+        ],
+    )?;
     Ok(Summary {
         run_id: evaluation.run_id.clone(),
         version,

@@ -130,10 +130,10 @@ fn the_report_plots_and_learning_curve_are_written() {
     let (out, ev, _) = run();
     let html = std::fs::read_to_string(out.join("reports/evaluation.html")).unwrap();
     assert!(
-        html.contains("persistence") && html.matches("<svg").count() == 2,
-        "self-contained HTML with 2 plots"
+        html.contains("persistence") && html.matches("<svg").count() == 3,
+        "self-contained HTML with 3 plots"
     );
-    for f in ["learning_curve.svg", "predictions.svg"] {
+    for f in ["learning_curve.svg", "predictions.svg", "coverage.svg"] {
         let svg = std::fs::read_to_string(out.join("reports").join(f)).unwrap();
         assert!(
             svg.contains("<svg") && svg.contains("polyline"),
