@@ -42,9 +42,25 @@ pub fn write_with<E>(
     // which deletes the temp file.
     write(tmp.as_file_mut())?;
     io::Write::flush(tmp.as_file_mut()).map_err(&io_err)?;
+    // The temp file is created 0600; the target keeps the mode it had, and a new file gets
+    // 0644 like a plain `File::create` under the usual umask, so a store written by one user
+    // (Airflow's) stays readable by another (the server's).
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode =
+            std::fs::metadata(path).map_or(NEW_FILE_MODE, |m| m.permissions().mode() & 0o7777);
+        tmp.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(mode))
+            .map_err(&io_err)?;
+    }
     tmp.persist(path).map_err(|e| io_err(e.error))?;
     Ok(())
 }
+
+/// The mode of a file [`write_with`] creates (Unix).
+#[cfg(unix)]
+pub const NEW_FILE_MODE: u32 = 0o644;
 
 /// Removes what killed writers of `name` left in `dir`: `.<name>.tmp<pid>.*` files of
 /// processes that are gone (on Linux, where `/proc` tells), and `<name>#<n>` files, the
@@ -237,6 +253,20 @@ mod tests {
         for k in &kept {
             assert!(left.contains(k), "{k} was removed: {left:?}");
         }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_new_file_is_readable_by_others_and_a_replaced_one_keeps_its_mode() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        let p = dir.path().join("BTC.parquet");
+        write(&p, b"new").unwrap();
+        assert_eq!(mode(&p), 0o644, "not the temp file's 0600");
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o640)).unwrap();
+        write(&p, b"newer").unwrap();
+        assert_eq!(mode(&p), 0o640);
     }
 
     #[test]
