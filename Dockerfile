@@ -59,10 +59,11 @@ CMD ["mlflow", "server", "--host", "0.0.0.0", "--port", "5000"]
 
 # ---------------------------------------------------------------- runtime (default)
 FROM debian:bookworm-slim AS runtime
-# ca-certificates: HTTPS to LiveCoinWatch/MLflow/S3; curl: the HEALTHCHECK.
+# ca-certificates: HTTPS to LiveCoinWatch/MLflow/S3. The HEALTHCHECK is `rps-serve probe`,
+# so no curl.
 # hadolint ignore=DL3008
 RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates curl \
+ && apt-get install -y --no-install-recommends ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --home-dir /app --create-home rps
 COPY --from=builder /out/ /usr/local/bin/
@@ -73,6 +74,6 @@ ENV RPS_STORE=/app/data \
     RPS_LOG_FORMAT=json
 EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
-  CMD ["curl", "-fsS", "-o", "/dev/null", "http://127.0.0.1:8000/health"]
+  CMD ["rps-serve", "probe", "--url", "http://127.0.0.1:8000/health", "--timeout", "4s"]
 # Any stage runs with the same image: `docker run rps rps-extract --help`.
 CMD ["rps-serve", "serve", "--addr", "0.0.0.0:8000"]

@@ -20,6 +20,25 @@ pub struct Cli {
 pub enum Command {
     /// Serve forecasts over HTTP (page at /, API at /openapi.json, metrics at /metrics).
     Serve(ServeArgs),
+    /// GET a running server's URL and exit 0 on a 2xx answer, else 4: the container
+    /// HEALTHCHECK, so the image needs no curl.
+    Probe(ProbeArgs),
+}
+
+/// Flags of `rps-serve probe`.
+#[derive(Debug, Args)]
+pub struct ProbeArgs {
+    /// The URL to GET.
+    #[arg(
+        long,
+        env = "RPS_PROBE_URL",
+        default_value = "http://127.0.0.1:8000/health"
+    )]
+    pub url: String,
+
+    /// Give up after this long: 3s, 500ms.
+    #[arg(long, env = "RPS_PROBE_TIMEOUT", default_value = "3s", value_parser = parse_duration)]
+    pub timeout: Duration,
 }
 
 /// Flags of `rps-serve serve`.

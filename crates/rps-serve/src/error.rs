@@ -56,6 +56,15 @@ pub enum ServeError {
     /// The HTTP server stopped with an error.
     #[error("server error: {0}")]
     Server(std::io::Error),
+
+    /// `rps-serve probe` got no 2xx answer.
+    #[error("probe of {url} failed: {reason}")]
+    Probe {
+        /// The URL probed (credentials masked).
+        url: String,
+        /// What answered, or why nothing did.
+        reason: String,
+    },
 }
 
 impl ServeError {
@@ -68,6 +77,7 @@ impl ServeError {
             ServeError::Source(e) => e.exit_code(),
             ServeError::Store(e) => e.exit_code(),
             ServeError::Server(_) => ExitCode::Internal,
+            ServeError::Probe { .. } => ExitCode::External,
         }
     }
 }

@@ -25,6 +25,7 @@ pub mod error;
 pub mod metrics;
 pub mod model;
 pub mod monitor;
+pub mod probe;
 pub mod routes;
 pub mod startup;
 pub mod state;

@@ -336,6 +336,46 @@ async fn serve_started_before_its_mlflow_loads_the_champion_once_mlflow_answers(
     );
 }
 
+#[test]
+fn probe_exits_0_on_a_2xx_answer_and_4_otherwise() {
+    let reg_dir = TempDir::new().unwrap();
+    let store = TempDir::new().unwrap();
+    // A server without a model: /health 200, /ready 503.
+    let (child, base, _) = start_serve(
+        &[
+            "--registry",
+            reg_dir.path().to_str().unwrap(),
+            "--model-name",
+            MODEL_NAME,
+            "--store",
+            store.path().to_str().unwrap(),
+        ],
+        &[],
+    );
+    let probe = |url: &str| {
+        Command::new(BIN)
+            .args(["probe", "--url", url, "--timeout", "2s"])
+            .output()
+            .unwrap()
+    };
+    let ok = probe(&format!("{base}/health"));
+    let unready = probe(&format!("{base}/ready"));
+    let closed = probe(&format!("http://127.0.0.1:{}/health", closed_port()));
+    drop(child);
+    assert_eq!(ok.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("answered 200"));
+    assert_eq!(unready.status.code(), Some(4));
+    let err = String::from_utf8_lossy(&unready.stderr);
+    assert!(err.contains("HTTP 503"), "{err}");
+    assert_eq!(closed.status.code(), Some(4));
+    let err = String::from_utf8_lossy(&closed.stderr);
+    assert_eq!(
+        err.lines().filter(|l| l.starts_with("error: ")).count(),
+        1,
+        "{err}"
+    );
+}
+
 mod http {
     /// A tiny blocking GET (the test is synchronous; reqwest's blocking client is not enabled).
     pub fn blocking_get(url: &str) -> String {
