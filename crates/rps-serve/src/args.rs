@@ -19,7 +19,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve forecasts over HTTP (page at /, API at /openapi.json, metrics at /metrics).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// GET a running server's URL and exit 0 on a 2xx answer, else 4: the container
     /// HEALTHCHECK, so the image needs no curl.
     Probe(ProbeArgs),

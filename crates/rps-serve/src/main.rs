@@ -18,7 +18,7 @@ fn main() -> std::process::ExitCode {
         }
     }
     let args = match Cli::parse().command {
-        Command::Serve(args) => args,
+        Command::Serve(args) => *args,
         Command::Probe(p) => return probe(&p),
     };
     rps_cli::telemetry::init(args.common.log_format);
