@@ -136,6 +136,8 @@ def test_the_runtime_image_has_every_binary_runs_unprivileged_and_checks_health(
     assert "cargo chef cook --profile dist" in text and "cargo build --profile dist" in text
     assert re.search(r"^USER 10001", runtime, flags=re.M)
     assert "HEALTHCHECK" in runtime and "/health" in runtime
+    # The HEALTHCHECK is the binary's own probe; the runtime image installs no curl.
+    assert '"rps-serve", "probe"' in runtime and "curl" not in runtime.split("HEALTHCHECK")[0]
     assert 'CMD ["rps-serve", "serve", "--addr", "0.0.0.0:8000"]' in runtime
     assert text.rstrip().splitlines()[-1].startswith("CMD")  # runtime is the last (default) stage
 
