@@ -1,7 +1,7 @@
-//! What a stopped training leaves behind, with the real binary and the local registry: a
-//! run whose trainer was SIGKILLed is closed FAILED by the next run on the host, which also
-//! removes what killed writers staged; SIGTERM and SIGINT end the run KILLED and exit 143
-//! and 130.
+//! What a stopped training leaves behind, with the real binary (local registry, and MLflow
+//! for SIGTERM): a run whose trainer was SIGKILLed is closed FAILED by the next run on the
+//! host, which also removes what killed writers staged; SIGTERM and SIGINT end the run KILLED
+//! and exit 143 and 130.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus};
@@ -237,4 +237,113 @@ fn sigterm_and_sigint_end_the_run_killed_and_exit_143_and_130() {
         assert_eq!(entries(out.path(), ".package."), Vec::<String>::new());
         assert!(!registry.join("models").exists(), "no version registered");
     }
+}
+
+#[test]
+#[ignore = "needs the MLflow test server; scripts/test starts it"]
+fn sigterm_ends_the_mlflow_run_killed_through_the_rest_api() {
+    let uri = rps_testkit::service::mlflow_uri();
+    let base = format!("{}/api/2.0/mlflow", uri.trim_end_matches('/'));
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let experiment = format!("rps-sigterm-{}-{nanos}", std::process::id());
+    let out = tempfile::tempdir().unwrap();
+    let args = with(
+        long_args(feature_store(), out.path()),
+        &["--experiment", &experiment, "--model-name", &experiment],
+    );
+    let log = out.path().join("mlflow.log");
+    let mut cmd = command(&args, Some(&uri), &[]);
+    cmd.stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap());
+    let mut child = ChildGuard::spawn(&mut cmd);
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let http = reqwest::Client::new();
+    // (status, body) of a GET or POST against the REST API.
+    let call = |path: &str, body: Option<serde_json::Value>| {
+        rt.block_on(async {
+            let url = format!("{base}/{path}");
+            let req = match body {
+                Some(b) => http.post(url).json(&b),
+                None => http.get(url),
+            };
+            let r = req.send().await.unwrap();
+            let status = r.status().as_u16();
+            (
+                status,
+                r.json::<serde_json::Value>().await.unwrap_or_default(),
+            )
+        })
+    };
+    // Wait until the run is RUNNING and has logged an epoch.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let run_id = loop {
+        assert!(
+            !child.has_exited(),
+            "rps-train ended before it could be stopped:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        let (s, exp) = call(
+            &format!("experiments/get-by-name?experiment_name={experiment}"),
+            None,
+        );
+        if s == 200 {
+            let id = exp["experiment"]["experiment_id"].clone();
+            let (_, found) = call(
+                "runs/search",
+                Some(serde_json::json!({
+                    "experiment_ids": [id],
+                    "filter": "attributes.status = 'RUNNING'",
+                })),
+            );
+            let training = found["runs"].as_array().and_then(|runs| {
+                runs.iter().find(|r| {
+                    r["data"]["metrics"]
+                        .as_array()
+                        .is_some_and(|m| m.iter().any(|x| x["key"] == "train_loss"))
+                })
+            });
+            if let Some(r) = training {
+                break r["info"]["run_id"].as_str().unwrap().to_string();
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no RUNNING MLflow run with an epoch after 60 s:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+
+    let sent = Command::new("kill")
+        .args(["-s", "TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let status = wait_exit(&mut child, Duration::from_secs(30), &log);
+    let stderr = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(status.code(), Some(143), "{status:?}\n{stderr}");
+
+    let (_, run) = call(&format!("runs/get?run_id={run_id}"), None);
+    let info = &run["run"]["info"];
+    assert_eq!(info["status"], "KILLED", "{run}");
+    assert!(
+        info["end_time"].as_i64().is_some() || info["end_time"].is_string(),
+        "{run}"
+    );
+    let tags = run["run"]["data"]["tags"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        tags.iter()
+            .any(|t| t["key"] == rps_mlflow::ERROR_TAG && t["value"] == "interrupted by SIGTERM"),
+        "{run}"
+    );
 }
