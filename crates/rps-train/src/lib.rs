@@ -253,6 +253,11 @@ pub struct Summary {
 }
 
 impl Config {
+    /// Whether the configured kind learns (is not persistence, the gate's floor itself).
+    fn learnable(&self) -> bool {
+        self.model_kind != rps_model::kinds::persistence::NAME
+    }
+
     fn check(&self) -> Result<(), TrainError> {
         let bad = |m: String| Err(TrainError::Usage(m));
         let s = self.split;

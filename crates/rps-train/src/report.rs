@@ -150,6 +150,27 @@ fn write_svg(
     rps_core::fs::write(path, svg.as_bytes()).map_err(|e| plot_err(path)(e.to_string()))
 }
 
+/// The chart type every plot here draws on: f64 by f64 into an SVG string.
+type Chart<'a, 'b> = ChartContext<
+    'a,
+    SVGBackend<'b>,
+    Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
+>;
+
+/// Draws the legend (series labels) and writes the drawing out.
+fn finish<'a, 'b: 'a>(
+    chart: &mut Chart<'a, 'b>,
+    root: &DrawingArea<SVGBackend<'b>, plotters::coord::Shift>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()?;
+    root.present()?;
+    Ok(())
+}
+
 /// Train and validation loss per epoch.
 pub fn learning_curve_svg(history: &[EpochStats], path: &Path) -> Result<(), TrainError> {
     let draw = |svg: &mut String| -> Result<(), Box<dyn std::error::Error>> {
@@ -196,13 +217,7 @@ pub fn learning_curve_svg(history: &[EpochStats], path: &Path) -> Result<(), Tra
             ))?
             .label("validation")
             .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], RED));
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .draw()?;
-        root.present()?;
-        Ok(())
+        finish(&mut chart, &root)
     };
     write_svg(path, draw)
 }
@@ -271,13 +286,7 @@ pub fn predictions_svg(rows: &[PlotRow], level: f64, path: &Path) -> Result<(), 
             ))?
             .label("predicted")
             .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], BLUE));
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .draw()?;
-        root.present()?;
-        Ok(())
+        finish(&mut chart, &root)
     };
     write_svg(path, draw)
 }
@@ -336,13 +345,7 @@ pub fn coverage_svg(
                 colour.mix(0.6).into(),
             ))?;
         }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .draw()?;
-        root.present()?;
-        Ok(())
+        finish(&mut chart, &root)
     };
     write_svg(path, draw)
 }

@@ -519,7 +519,7 @@ pub async fn gate<T: Tracker>(
     evaluated: &Evaluated,
     scratch: &Path,
 ) -> Result<GateDecision, TrainError> {
-    let learnable = cfg.model_kind != rps_model::kinds::persistence::NAME;
+    let learnable = cfg.learnable();
     let (new_rmse, persistence_rmse) = (evaluated.test.model.rmse, evaluated.test.persistence.rmse);
     let mut g = GateDecision {
         forced: cfg.force_promote,
@@ -571,7 +571,7 @@ fn rescore(
             let new =
                 Forecaster::from_package(evaluated.package.clone(), Path::new("(new model)"))?;
             let r = gating::rescore(&new, &old, prep, &prep.splits.test);
-            let learnable = cfg.model_kind != rps_model::kinds::persistence::NAME;
+            let learnable = cfg.learnable();
             g.new_rmse = Some(r.new);
             g.champion_rmse = Some(r.champion);
             g.persistence_rmse = Some(r.persistence);
