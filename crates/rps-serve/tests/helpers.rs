@@ -112,6 +112,35 @@ pub async fn app_with_store_until(newest: i64, opts: Opts) -> (TestApp, TempDir)
     (app, store)
 }
 
+/// What a monitoring test compares against: a server with stored bars up to hour `newest`
+/// (returned), a short drift window, its store forecast and its `/drift` before any client
+/// sends bars.
+pub struct Watched {
+    pub app: TestApp,
+    pub store: TempDir,
+    pub newest: i64,
+    pub store_forecast: Value,
+    pub drift_before: Value,
+}
+
+/// [`Watched`], for tests that check client bars change no monitoring state.
+pub async fn watched_app() -> Watched {
+    let newest = hour_in_training(900);
+    let mut opts = Opts::default();
+    opts.settings.drift_min_rows = 24;
+    opts.settings.drift_window = 200;
+    let (app, store) = app_with_store_until(newest, opts).await;
+    let store_forecast = app.store_forecast().await;
+    let drift_before: Value = app.get("/drift").await.json().await.unwrap();
+    Watched {
+        app,
+        store,
+        newest,
+        store_forecast,
+        drift_before,
+    }
+}
+
 /// Options for [`spawn_app_with`].
 pub struct Opts {
     pub model: Option<ModelSpec>,

@@ -33,13 +33,13 @@ fn wild(src: &[Bar], k: f64, spike: f64) -> Vec<Bar> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bars_a_client_sends_get_a_forecast_and_change_no_monitoring_state() {
-    let newest = hour_in_training(900);
-    let mut opts = Opts::default();
-    opts.settings.drift_min_rows = 24;
-    opts.settings.drift_window = 200;
-    let (app, _store) = app_with_store_until(newest, opts).await;
-    let store_f = app.store_forecast().await;
-    let drift_before: Value = app.get("/drift").await.json().await.unwrap();
+    let Watched {
+        app,
+        store: _store,
+        newest,
+        store_forecast: store_f,
+        drift_before,
+    } = watched_app().await;
     assert_eq!(drift_before["data"]["drift"], false, "{drift_before}");
     let gauge = r#"rps_forecast_close_usd{coin="BTC"}"#;
     assert_eq!(

@@ -415,13 +415,13 @@ async fn bad_oip_input_is_a_400_and_another_model_a_404() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn protocol_clients_bars_move_no_monitoring_state() {
-    let newest = hour_in_training(900);
-    let mut opts = Opts::default();
-    opts.settings.drift_min_rows = 24;
-    opts.settings.drift_window = 200;
-    let (app, _store) = app_with_store_until(newest, opts).await;
-    let store_f = app.store_forecast().await;
-    let drift_before: Value = app.get("/drift").await.json().await.unwrap();
+    let Watched {
+        app,
+        store: _store,
+        newest,
+        store_forecast: store_f,
+        drift_before,
+    } = watched_app().await;
     let gauge = r#"rps_forecast_close_usd{coin="BTC"}"#;
     let before = sample(&app.metrics().await, gauge);
     assert_eq!(before, store_f["forecast_close"].as_f64());
