@@ -65,6 +65,10 @@ def features(raw: pd.DataFrame) -> pd.DataFrame:
     out["hour_cos"] = np.cos(2 * math.pi * hour / 24)
     out["dow_sin"] = np.sin(2 * math.pi * dow / 7)
     out["dow_cos"] = np.cos(2 * math.pi * dow / 7)
+    pk = np.log(high / low) ** 2 / (4 * math.log(2))
+    out["parkinson"] = pk
+    for w in (6, 24, 168):
+        out[f"parkinson_mean_{w}"] = pk.rolling(w).mean()
     same_next = (seg.shift(-1) == seg) & usable.shift(-1, fill_value=False)
     out["target_logret_1h"] = logret.shift(-1).where(same_next)
     out["target_close_1h"] = close.shift(-1).where(same_next)

@@ -278,6 +278,7 @@ static WINDOWS: LazyLock<WindowPlan> = LazyLock::new(|| {
                 Kind::CloseMean(w) | Kind::CloseRelMean(w) => (Series::Close, w),
                 Kind::LogRetMean(w) | Kind::LogRetStd(w) => (Series::LogRet, w),
                 Kind::VolumeZ(w) => (Series::Volume, w),
+                Kind::ParkinsonMean(w) => (Series::Parkinson, w),
                 // Not read for these kinds.
                 _ => return usize::MAX,
             };
@@ -298,6 +299,7 @@ struct RowComputer {
     close: Vec<f64>,
     logret: Vec<f64>,
     volume: Vec<f64>,
+    parkinson: Vec<f64>,
     stats: Vec<[Stats; SUB_ROWS]>,
     hours: [usize; SUB_ROWS],
     dows: [usize; SUB_ROWS],
@@ -321,6 +323,7 @@ impl RowComputer {
             close: Vec::new(),
             logret: Vec::new(),
             volume: Vec::new(),
+            parkinson: Vec::new(),
             stats: vec![[Roll::new(1).sums; SUB_ROWS]; n],
             hours: [0; SUB_ROWS],
             dows: [0; SUB_ROWS],
@@ -378,6 +381,7 @@ impl RowComputer {
             close,
             logret,
             volume,
+            parkinson,
             stats,
             hours,
             dows,
@@ -400,7 +404,10 @@ impl RowComputer {
         close.extend(seg.iter().map(|b| b.close));
         volume.clear();
         volume.extend(seg.iter().map(|b| b.volume.unwrap_or(f64::NAN)));
-        let (close, logret, volume) = (&close[..], &logret[..], &volume[..]);
+        parkinson.clear();
+        parkinson.extend(seg.iter().map(parkinson_variance));
+        let (close, logret, volume, parkinson) =
+            (&close[..], &logret[..], &volume[..], &parkinson[..]);
         for s0 in (i0..i1).step_by(SUB_ROWS) {
             let s1 = (s0 + SUB_ROWS).min(i1);
             let m = s1 - s0;
@@ -414,6 +421,7 @@ impl RowComputer {
                     Series::Close => close,
                     Series::LogRet => logret,
                     Series::Volume => volume,
+                    Series::Parkinson => parkinson,
                 };
                 for (i, s) in (s0..s1).zip(st.iter_mut()) {
                     *s = roll.next(xs, i);
@@ -441,7 +449,8 @@ impl RowComputer {
                     Kind::HourCos => col.zip(hours).for_each(|(o, &h)| *o = hour_cos[h]),
                     Kind::DowSin => col.zip(dows).for_each(|(o, &d)| *o = dow_sin[d]),
                     Kind::DowCos => col.zip(dows).for_each(|(o, &d)| *o = dow_cos[d]),
-                    Kind::CloseMean(_) | Kind::LogRetMean(_) => {
+                    Kind::Parkinson => col.zip(rows).for_each(|(o, i)| *o = parkinson[i]),
+                    Kind::CloseMean(_) | Kind::LogRetMean(_) | Kind::ParkinsonMean(_) => {
                         col.zip(&stats[r]).for_each(|(o, s)| *o = s.mean())
                     }
                     Kind::CloseRelMean(_) => col
@@ -471,6 +480,18 @@ enum Series {
     Close,
     LogRet,
     Volume,
+    Parkinson,
+}
+
+/// Parkinson's range-based variance of a bar, `ln(high / low)² / (4 ln 2)`; NaN when the
+/// range is not a price range (`low <= 0`, `high < low`).
+fn parkinson_variance(b: &Bar) -> f64 {
+    if b.low > 0.0 && b.high >= b.low {
+        let r = (b.high / b.low).ln();
+        r * r / (4.0 * std::f64::consts::LN_2)
+    } else {
+        f64::NAN
+    }
 }
 
 /// UTC hour of day of a millisecond timestamp.

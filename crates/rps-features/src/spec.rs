@@ -7,7 +7,7 @@ use std::sync::LazyLock;
 use sha2::{Digest, Sha256};
 
 /// Version of the feature definitions; bump it whenever any formula changes.
-pub const SPEC_VERSION: u32 = 1;
+pub const SPEC_VERSION: u32 = 2;
 
 /// Column names of the targets in feature files.
 pub const TARGET_LOGRET: &str = "target_logret_1h";
@@ -62,6 +62,12 @@ pub enum Kind {
     DowSin,
     /// `cos(2π dow / 7)`, Monday = 0.
     DowCos,
+    /// Parkinson's range-based variance of the hour's log price, `ln(high / low)² / (4 ln 2)`
+    /// (NaN when `low <= 0` or `high < low`).
+    Parkinson,
+    /// Mean of the last `w` hours' [`Kind::Parkinson`] variances (this hour's included;
+    /// NaN ones skipped).
+    ParkinsonMean(usize),
 }
 
 impl Kind {
@@ -73,9 +79,13 @@ impl Kind {
             | Kind::HourSin
             | Kind::HourCos
             | Kind::DowSin
-            | Kind::DowCos => 1,
+            | Kind::DowCos
+            | Kind::Parkinson => 1,
             Kind::Lag1Close | Kind::LogRet => 2,
-            Kind::CloseMean(w) | Kind::CloseRelMean(w) | Kind::VolumeZ(w) => w,
+            Kind::CloseMean(w)
+            | Kind::CloseRelMean(w)
+            | Kind::VolumeZ(w)
+            | Kind::ParkinsonMean(w) => w,
             Kind::LogRetLag(k) => k + 2,
             Kind::LogRetMean(w) | Kind::LogRetStd(w) => w + 1,
         }
@@ -85,9 +95,17 @@ impl Kind {
 impl Kind {
     /// Whether forecasters read this feature: the stationary ones (log returns, ratios,
     /// calendar cycles), not price levels (`lag_1`, `rolling_mean_*`) or the raw hour number,
-    /// so that one fitted model carries across price regimes.
+    /// so that one fitted model carries across price regimes. The range-based variances are
+    /// the volatility model's inputs (`rps_model::intervals`), not the forecasters'.
     pub const fn is_model_input(self) -> bool {
-        !matches!(self, Kind::Lag1Close | Kind::CloseMean(_) | Kind::Hour)
+        !matches!(
+            self,
+            Kind::Lag1Close
+                | Kind::CloseMean(_)
+                | Kind::Hour
+                | Kind::Parkinson
+                | Kind::ParkinsonMean(_)
+        )
     }
 }
 
@@ -160,6 +178,11 @@ pub static FEATURES: &[FeatureDef] = &[
     def("hour_cos", Kind::HourCos),
     def("dow_sin", Kind::DowSin),
     def("dow_cos", Kind::DowCos),
+    // Range-based variance, read by the volatility model of the intervals.
+    def("parkinson", Kind::Parkinson),
+    def("parkinson_mean_6", Kind::ParkinsonMean(6)),
+    def("parkinson_mean_24", Kind::ParkinsonMean(24)),
+    def("parkinson_mean_168", Kind::ParkinsonMean(168)),
 ];
 
 /// The feature spec as data: what a model package records and checks.
@@ -232,10 +255,10 @@ mod tests {
 
     #[test]
     fn model_inputs_are_the_stationary_features_in_table_order() {
-        assert_eq!(MODEL_INPUTS.len(), FEATURES.len() - 3);
+        assert_eq!(MODEL_INPUTS.len(), FEATURES.len() - 7);
         assert_eq!(MODEL_INPUTS[0], "logret");
         assert_eq!(*MODEL_INPUTS.last().unwrap(), "dow_cos");
-        for price_level in ["lag_1", "rolling_mean_5", "hour"] {
+        for price_level in ["lag_1", "rolling_mean_5", "hour", "parkinson_mean_24"] {
             assert!(!MODEL_INPUTS.contains(&price_level));
         }
         let sp = spec();

@@ -9,6 +9,7 @@ use std::path::Path;
 use rps_core::time::HOUR_MS;
 use rps_features::{FeatureFrame, spec};
 
+use crate::intervals::OnlineCalibrator;
 use crate::model::Serving;
 use crate::package::{ModelMetadata, ModelPackage};
 use crate::{ModelError, Result};
@@ -50,6 +51,9 @@ pub struct Forecaster {
     serving: Serving,
     /// Column of each model input in the feature frame (spec order).
     columns: Vec<usize>,
+    /// The package's calibrator as trained (the calibration split's scores): the intervals
+    /// of [`Forecaster::predict`] when no replayed state is given.
+    initial: OnlineCalibrator,
 }
 
 impl Forecaster {
@@ -79,11 +83,21 @@ impl Forecaster {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
+        let bad = |reason: String| ModelError::BadPackage {
+            path: origin.to_path_buf(),
+            reason,
+        };
+        if let Some(reason) = pkg.metadata.volatility.check() {
+            return Err(bad(reason));
+        }
+        let initial = OnlineCalibrator::new(pkg.metadata.calibrator, &pkg.metadata.calibration)
+            .map_err(|e| bad(e.to_string()))?;
         let serving = pkg.weights.serving();
         Ok(Forecaster {
             metadata: pkg.metadata,
             serving,
             columns,
+            initial,
         })
     }
 
@@ -107,8 +121,26 @@ impl Forecaster {
         spec().warmup + self.metadata.lookback
     }
 
-    /// Forecasts the hour after the frame's newest row from its last `lookback` rows.
+    /// A fresh calibrator in the package's trained state, to replay hours into.
+    pub fn calibrator(&self) -> OnlineCalibrator {
+        self.initial.clone()
+    }
+
+    /// σ̂ of the next hour's log return after row `row` of `frame` (the package's volatility
+    /// model). Panics when `row >= frame.len()`.
+    pub fn sigma_at(&self, frame: &FeatureFrame, row: usize) -> f64 {
+        self.metadata.volatility.sigma(frame.row(row))
+    }
+
+    /// Forecasts the hour after the frame's newest row from its last `lookback` rows, with the
+    /// intervals of the package's trained calibrator.
     pub fn predict(&self, frame: &FeatureFrame) -> Result<Forecast> {
+        self.predict_with(frame, &self.initial)
+    }
+
+    /// Forecasts like [`Forecaster::predict`], with the intervals of calibrator `cal` (the
+    /// state replayed for this coin).
+    pub fn predict_with(&self, frame: &FeatureFrame, cal: &OnlineCalibrator) -> Result<Forecast> {
         let n = frame.len();
         let input = |reason: String| ModelError::Input {
             coin: frame.coin.clone(),
@@ -129,16 +161,7 @@ impl Forecaster {
                 "close {last_close} at the newest row is not a price"
             )));
         }
-        let intervals = self
-            .metadata
-            .conformal
-            .iter()
-            .map(|c| Interval {
-                level: c.level,
-                lower: last_close * (logret - c.q).exp(),
-                upper: last_close * (logret + c.q).exp(),
-            })
-            .collect();
+        let intervals = cal.intervals(last_close, logret, self.sigma_at(frame, n - 1));
         Ok(Forecast {
             coin: frame.coin.clone(),
             based_on_ts: frame.ts[n - 1],
@@ -167,7 +190,12 @@ impl Forecaster {
             && frame.ts[end] - frame.ts[end + 1 - l] == (l as i64 - 1) * HOUR_MS
     }
 
-    fn predict_one(&self, frame: &FeatureFrame, end: usize, window: &mut Vec<f32>) -> Result<f64> {
+    pub(crate) fn predict_one(
+        &self,
+        frame: &FeatureFrame,
+        end: usize,
+        window: &mut Vec<f32>,
+    ) -> Result<f64> {
         let l = self.lookback();
         if !self.window_fits(frame, end) {
             return Err(ModelError::Input {

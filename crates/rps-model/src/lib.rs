@@ -8,6 +8,7 @@
 pub mod drift;
 pub mod fit;
 pub mod forecaster;
+pub mod intervals;
 pub mod kernels;
 pub mod kinds;
 pub mod model;

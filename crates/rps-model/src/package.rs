@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 use crate::drift::ReferenceHistogram;
+use crate::intervals::{CalibrationState, CalibratorParams, VolatilityModel};
 use crate::model::Model;
 use crate::{ModelError, Result, kinds};
 
@@ -23,7 +24,7 @@ pub fn flavor(kind: &str) -> String {
     format!("rps_{kind}")
 }
 /// The metadata layout version this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 /// Longest lookback a package may declare: a year of hours, far beyond what a served window
 /// or the store's tail holds for any model here.
 pub const MAX_LOOKBACK: usize = 8_760;
@@ -154,8 +155,15 @@ pub struct ModelMetadata {
     pub hidden: usize,
     /// Standardisation of the inputs and the target, fitted on the training split.
     pub scaler: Scaler,
-    /// Sorted by level.
+    /// The static split-conformal quantiles of the calibration split, sorted by level: the
+    /// baseline the online intervals are judged against (not what is served).
     pub conformal: Vec<ConformalQuantile>,
+    /// The volatility model σ̂ of the served intervals.
+    pub volatility: VolatilityModel,
+    /// How the served intervals adapt online.
+    pub calibrator: CalibratorParams,
+    /// The calibrator's trained state: the calibration split's scores, oldest first.
+    pub calibration: CalibrationState,
     /// The training data.
     pub data: DataInfo,
     /// Evaluation figures (finite values only).

@@ -135,6 +135,12 @@ fn metadata(scaler: Scaler, hidden: usize) -> ModelMetadata {
             level: 0.9,
             q: 0.01,
         }],
+        volatility: rps_model::intervals::VolatilityModel::constant(0.01),
+        calibrator: rps_model::intervals::CalibratorParams::default(),
+        calibration: rps_model::intervals::CalibrationState::new(
+            &[0.8, 0.9, 0.95],
+            (1..=99).map(|i| f64::from(i) / 50.0).collect(),
+        ),
         data: DataInfo::default(),
         metrics: BTreeMap::new(),
         params: BTreeMap::new(),

@@ -43,6 +43,12 @@ pub fn package(lookback: usize, hidden: usize) -> ModelPackage {
                 q: 0.011,
             },
         ],
+        volatility: rps_model::intervals::VolatilityModel::constant(0.01),
+        calibrator: rps_model::intervals::CalibratorParams::default(),
+        calibration: rps_model::intervals::CalibrationState::new(
+            &[0.8, 0.9, 0.95],
+            (1..=99).map(|i| f64::from(i) / 50.0).collect(),
+        ),
         data: DataInfo {
             digest: "abc".into(),
             coins: vec!["BTC".into()],

@@ -110,6 +110,7 @@ pub fn train(spec: &Spec) -> FixtureModel {
             calib: 0.1,
         },
         levels: vec![0.8, 0.95],
+        calibrator: rps_model::intervals::CalibratorParams::default(),
         metrics: None,
         package_out: Some(dir.join("model")),
         report_dir: dir.join("reports"),

@@ -101,6 +101,17 @@ pub struct Args {
     )]
     levels: Vec<f64>,
 
+    /// Scored hours the online interval calibrator keeps: its threshold is a quantile of
+    /// the last this many volatility-scaled errors (stored in the package; serving and the
+    /// backtest use it).
+    #[arg(long, env = "RPS_CALIBRATION_WINDOW", default_value_t = 4320)]
+    calibration_window: usize,
+
+    /// Step γ of adaptive conformal inference: after each scored hour the miscoverage target
+    /// of a level moves by γ·(α − miss).
+    #[arg(long, env = "RPS_ACI_GAMMA", default_value_t = 0.005)]
+    aci_gamma: f64,
+
     /// Write the evaluation table as JSON here (DVC metrics).
     #[arg(long, env = "RPS_METRICS")]
     metrics: Option<PathBuf>,
@@ -165,6 +176,10 @@ impl Args {
                 calib: self.calibration_fraction,
             },
             levels: self.levels,
+            calibrator: rps_model::intervals::CalibratorParams {
+                window: self.calibration_window,
+                gamma: self.aci_gamma,
+            },
             metrics: self.metrics,
             package_out: self.package_out,
             report_dir: self.report_dir,

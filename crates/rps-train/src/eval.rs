@@ -2,6 +2,7 @@
 //! same rows, skill against persistence, and split-conformal intervals with their empirical
 //! coverage.
 
+use rps_model::intervals::summarize;
 use serde::{Deserialize, Serialize};
 
 /// Point-forecast quality on a set of rows.
@@ -88,12 +89,13 @@ pub fn conformal_quantile(abs_residuals: &[f64], level: f64) -> f64 {
     r[k.clamp(1, n) - 1]
 }
 
-/// Empirical quality of one interval level on the test rows.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+/// Empirical quality of one interval level on the test rows: the served (online,
+/// volatility-scaled) intervals, and the static split-conformal baseline on the same rows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct IntervalMetrics {
     /// The nominal level, as a fraction (`0.9` for 90%).
     pub level: f64,
-    /// Conformal quantile of |log-return error| from the calibration split.
+    /// The static baseline's quantile of |log-return error| on the calibration split.
     pub q_logret: f64,
     /// Share of test rows whose actual close fell inside the interval.
     pub coverage: f64,
@@ -111,74 +113,80 @@ pub struct IntervalMetrics {
     /// The longest run of consecutive test rows whose close fell outside.
     #[serde(default)]
     pub longest_miss_run_hours: usize,
+    /// Coverage in the test rows of low, middle and high forecast volatility σ̂.
+    #[serde(default)]
+    pub coverage_by_vol_tercile: Vec<f64>,
+    /// The static baseline (`last · exp(pred ± q_logret)`) on the same rows.
+    #[serde(default)]
+    pub baseline_static: StaticBaseline,
 }
 
-/// The window of the rolling coverage ([`IntervalMetrics::worst_720h_coverage`]): 30 days.
-pub const ROLLING_HOURS: usize = 720;
-
-/// Winkler's interval score of one interval `[lo, hi]` at level `1 − alpha` for the outcome
-/// `y`.
-pub fn interval_score(lo: f64, hi: f64, y: f64, alpha: f64) -> f64 {
-    let miss = if y < lo {
-        lo - y
-    } else if y > hi {
-        y - hi
-    } else {
-        0.0
-    };
-    (hi - lo) + 2.0 / alpha * miss
+/// The static split-conformal interval's figures on the test rows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct StaticBaseline {
+    /// Coverage.
+    pub coverage: f64,
+    /// Mean width, USD.
+    pub mean_width_usd: f64,
+    /// Mean Winkler interval score, USD.
+    pub interval_score_usd: f64,
 }
 
-/// The coverage of each window of `window` consecutive rows, in order (empty when there are
-/// fewer rows).
-pub fn rolling_coverage(inside: &[bool], window: usize) -> Vec<f64> {
-    if window == 0 || inside.len() < window {
-        return Vec::new();
-    }
-    let mut hits = inside[..window].iter().filter(|&&b| b).count();
-    let mut out = vec![hits as f64 / window as f64];
-    for i in window..inside.len() {
-        hits += usize::from(inside[i]);
-        hits -= usize::from(inside[i - window]);
-        out.push(hits as f64 / window as f64);
-    }
-    out
+pub use rps_model::intervals::{ROLLING_HOURS, interval_score, rolling_coverage};
+
+/// The test rows of one level: the served bounds and σ̂ per row.
+#[derive(Debug, Clone, Copy)]
+pub struct Bounds<'a> {
+    /// Lower bounds, USD.
+    pub lower: &'a [f64],
+    /// Upper bounds, USD.
+    pub upper: &'a [f64],
+    /// σ̂ of each row.
+    pub sigma: &'a [f64],
 }
 
-/// Coverage and width of `last · exp(pred_logret ± q)` intervals.
+/// The figures of the served intervals `online` at `level`, and of the static baseline
+/// `last · exp(pred_logret ± q)` on the same rows.
 pub fn interval_metrics(
     last: &[f64],
     actual: &[f64],
     pred_logret: &[f64],
     level: f64,
     q: f64,
+    online: Bounds<'_>,
 ) -> IntervalMetrics {
-    let n = actual.len().max(1) as f64;
-    let alpha = 1.0 - level;
-    let (mut width, mut score) = (0.0, 0.0);
-    let mut hit = Vec::with_capacity(actual.len());
-    for i in 0..actual.len() {
-        let lo = last[i] * (pred_logret[i] - q).exp();
-        let hi = last[i] * (pred_logret[i] + q).exp();
-        hit.push(actual[i] >= lo && actual[i] <= hi);
-        width += hi - lo;
-        score += interval_score(lo, hi, actual[i], alpha);
-    }
-    let (mut run, mut longest) = (0usize, 0usize);
-    for &h in &hit {
-        run = if h { 0 } else { run + 1 };
-        longest = longest.max(run);
-    }
+    let served = summarize(
+        level,
+        online.lower,
+        online.upper,
+        actual,
+        Some(online.sigma),
+    );
+    let lo: Vec<f64> = last
+        .iter()
+        .zip(pred_logret)
+        .map(|(l, p)| l * (p - q).exp())
+        .collect();
+    let hi: Vec<f64> = last
+        .iter()
+        .zip(pred_logret)
+        .map(|(l, p)| l * (p + q).exp())
+        .collect();
+    let fixed = summarize(level, &lo, &hi, actual, None);
     IntervalMetrics {
         level,
         q_logret: q,
-        coverage: hit.iter().filter(|&&h| h).count() as f64 / n,
-        mean_width_usd: width / n,
-        interval_score_usd: score / n,
-        worst_720h_coverage: rolling_coverage(&hit, ROLLING_HOURS)
-            .into_iter()
-            .reduce(f64::min),
-        longest_miss_run_hours: longest,
+        coverage: served.coverage,
+        mean_width_usd: served.mean_width_usd,
+        interval_score_usd: served.interval_score_usd,
+        worst_720h_coverage: served.worst_720h_coverage,
+        longest_miss_run_hours: served.longest_miss_run_hours,
+        coverage_by_vol_tercile: served.coverage_by_vol_tercile,
+        baseline_static: StaticBaseline {
+            coverage: fixed.coverage,
+            mean_width_usd: fixed.mean_width_usd,
+            interval_score_usd: fixed.interval_score_usd,
+        },
     }
 }
 
@@ -218,39 +226,28 @@ mod tests {
     }
 
     #[test]
-    fn the_interval_score_is_the_width_plus_the_weighted_miss() {
-        // Inside: the width alone.
-        assert_eq!(interval_score(90.0, 110.0, 100.0, 0.1), 20.0);
-        // 5 below a 90 % interval: 20 + (2 / 0.1) * 5.
-        assert!((interval_score(90.0, 110.0, 85.0, 0.1) - 120.0).abs() < 1e-9);
-        assert!((interval_score(90.0, 110.0, 111.0, 0.1) - 40.0).abs() < 1e-9);
-    }
-
-    #[test]
-    fn rolling_coverage_finds_the_worst_window_and_miss_runs_are_counted() {
-        let inside = [true, true, false, false, true, true];
-        assert_eq!(
-            rolling_coverage(&inside, 3),
-            [2.0 / 3.0, 1.0 / 3.0, 1.0 / 3.0, 2.0 / 3.0]
-        );
-        assert!(rolling_coverage(&inside, 7).is_empty());
+    fn served_and_static_intervals_are_scored_on_the_same_rows() {
         let last = [100.0; 4];
         let actual = [100.0, 120.0, 130.0, 100.0];
-        let m = interval_metrics(&last, &actual, &[0.0; 4], 0.9, 0.01);
-        assert_eq!(m.longest_miss_run_hours, 2);
+        let (lower, upper) = ([95.0; 4], [125.0; 4]);
+        let sigma = [1.0, 2.0, 3.0, 4.0];
+        let b = Bounds {
+            lower: &lower,
+            upper: &upper,
+            sigma: &sigma,
+        };
+        let m = interval_metrics(&last, &actual, &[0.0; 4], 0.9, 0.01, b);
+        assert_eq!(m.coverage, 0.75);
+        assert_eq!(m.mean_width_usd, 30.0);
+        assert!((m.interval_score_usd - (30.0 + 20.0 * 5.0 / 4.0)).abs() < 1e-9);
+        assert_eq!(m.longest_miss_run_hours, 1);
         assert_eq!(m.worst_720h_coverage, None, "fewer rows than the window");
+        // The static ±1 % band covers the two unchanged hours only.
+        assert_eq!(m.baseline_static.coverage, 0.5);
         let w = 100.0 * (0.01f64.exp() - (-0.01f64).exp());
         let hi = 100.0 * 0.01f64.exp();
         let expected = w + 20.0 * ((120.0 - hi) + (130.0 - hi)) / 4.0;
-        assert!((m.interval_score_usd - expected).abs() < 1e-9);
-    }
-
-    #[test]
-    fn interval_coverage_counts_rows_inside_the_band() {
-        let last = [100.0, 100.0];
-        let actual = [100.5, 110.0];
-        let m = interval_metrics(&last, &actual, &[0.0, 0.0], 0.9, 0.01);
-        assert_eq!(m.coverage, 0.5);
-        assert!((m.mean_width_usd - 100.0 * (0.01f64.exp() - (-0.01f64).exp())).abs() < 1e-9);
+        assert!((m.baseline_static.interval_score_usd - expected).abs() < 1e-9);
+        assert_eq!(m.coverage_by_vol_tercile.len(), 3);
     }
 }

@@ -103,6 +103,8 @@ pub struct Config {
     pub split: SplitFractions,
     /// Conformal interval levels, e.g. 0.8, 0.9, 0.95.
     pub levels: Vec<f64>,
+    /// How the served intervals adapt online (window and ACI step).
+    pub calibrator: rps_model::intervals::CalibratorParams,
     /// DVC metrics file.
     pub metrics: Option<PathBuf>,
     /// Where to write the model package (a directory).
@@ -282,6 +284,9 @@ impl Config {
                 self.levels
             ));
         }
+        if let Some(reason) = self.calibrator.check() {
+            return bad(format!("--calibration-window/--aci-gamma: {reason}"));
+        }
         if let Some(p) = self.profile.as_ref().filter(|p| !p.is_file()) {
             return bad(format!(
                 "--profile {}: no such file (run rps-transform first)",
@@ -336,6 +341,8 @@ impl Config {
                     .collect::<Vec<_>>()
                     .join(","),
             ),
+            ("calibration_window", self.calibrator.window.to_string()),
+            ("aci_gamma", self.calibrator.gamma.to_string()),
             ("n_inputs", prep.n_inputs().to_string()),
             ("feature_spec_hash", spec().hash.clone()),
             ("feature_spec_version", spec().version.to_string()),

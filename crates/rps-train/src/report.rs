@@ -474,6 +474,10 @@ struct IntervalRow {
     score: String,
     worst: String,
     miss_run: usize,
+    by_vol: String,
+    static_coverage: String,
+    static_width: String,
+    static_score: String,
 }
 
 #[derive(Serialize)]
@@ -541,6 +545,15 @@ impl<'a> Page<'a> {
                         .worst_720h_coverage
                         .map_or_else(|| "n/a".into(), |w| format!("{:.1}%", w * 100.0)),
                     miss_run: i.longest_miss_run_hours,
+                    by_vol: i
+                        .coverage_by_vol_tercile
+                        .iter()
+                        .map(|c| format!("{:.1}%", c * 100.0))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    static_coverage: format!("{:.1}%", i.baseline_static.coverage * 100.0),
+                    static_width: format!("{:.2}", i.baseline_static.mean_width_usd),
+                    static_score: format!("{:.2}", i.baseline_static.interval_score_usd),
                 })
                 .collect(),
             gate: GateView {
@@ -651,6 +664,8 @@ mod tests {
                 interval_score_usd: 1402.5,
                 worst_720h_coverage: Some(0.93),
                 longest_miss_run_hours: 3,
+                coverage_by_vol_tercile: vec![0.95, 0.9, 0.86],
+                baseline_static: Default::default(),
             }],
             gate: GateDecision {
                 promote: true,
@@ -685,7 +700,7 @@ mod tests {
         for part in [
             "<b>rps-forecaster</b> version 7, run <code>e61444e30aba411114df0567cfd57fe4</code>",
             "<tr><td>LSTM (this model)</td><td>274.50</td><td>215.67</td><td>0.491%</td><td>51.2%</td><td>-0.0025</td></tr>",
-            "<tr><td>90%</td><td>0.01235</td><td>97.8%</td><td>1216.89</td><td>1402.50</td><td>93.0%</td><td>3</td></tr>",
+            "<tr><td>90%</td><td>97.8%</td><td>1216.89</td><td>1402.50</td><td>93.0%</td><td>3</td><td>95.0%, 90.0%, 86.0%</td><td>0.01235</td><td>0.0%</td><td>0.00</td><td>0.00</td></tr>",
             "<p class=\"ok\"><b>promoted to champion</b>: rps-forecaster<br>new model RMSE 274.50 vs champion – (version –) on 0 re-scored test rows.</p>",
             "Training: 3 epochs (best 2, 0.42 s/epoch, 1.3 s), stopped early.",
             "<tr><td>note</td><td>rps-forecaster</td></tr>",

@@ -15,6 +15,7 @@ use rps_core::storage::layout;
 use rps_core::time::fmt_ms;
 use rps_features::spec;
 use rps_mlflow::{Dataset, HOST_TAG, Metric, PID_TAG, RunHandle, now_ms};
+use rps_model::intervals::{self, CalibrationState, ScoredHour, VolatilityModel};
 use rps_model::package::FORMAT_VERSION;
 use rps_model::{
     ConformalQuantile, DataInfo, EpochStats, FitConfig, FitOutcome, Forecaster, MODEL_INPUTS,
@@ -24,7 +25,7 @@ use tracing::{info, warn};
 
 use crate::data::{Prepared, prepare};
 use crate::eval::{
-    self, IntervalMetrics, conformal_quantile, interval_metrics, point_metrics, rmse,
+    self, Bounds, IntervalMetrics, conformal_quantile, interval_metrics, point_metrics, rmse,
 };
 use crate::gate::{self as gating, GateDecision};
 use crate::report::{self, Evaluation, PlotRow, SplitInfo, TestMetrics, TrainingInfo};
@@ -283,8 +284,10 @@ pub struct Calibrated {
     pub levels: Vec<f64>,
 }
 
-/// Step 5: builds the package metadata and computes the conformal quantiles of
-/// |log-return error| on the calibration split.
+/// Step 5: builds the package metadata: fits the volatility model on the training split,
+/// and on the calibration split computes the calibrator's starting scores
+/// (`|log-return error| / σ̂`) and the static conformal quantiles of |log-return error|
+/// (the baseline).
 pub fn calibrate(
     cfg: &Config,
     data: &TrainingData,
@@ -292,6 +295,19 @@ pub fn calibrate(
     started: &StartedRun,
 ) -> Result<Calibrated, TrainError> {
     let prep = &data.prep;
+    let mut levels = cfg.levels.clone();
+    levels.sort_by(f64::total_cmp);
+    let rows_of = |idx: &[usize]| -> Vec<(usize, usize)> {
+        idx.iter()
+            .map(|&i| (prep.windows[i].coin, prep.windows[i].row))
+            .collect()
+    };
+    let volatility = VolatilityModel::fit(&prep.frames, &rows_of(&prep.splits.train))?;
+    info!(
+        rows = volatility.rows,
+        residual_var = volatility.residual_var,
+        "volatility model fitted on the training split"
+    );
     let mut metadata = ModelMetadata {
         format_version: FORMAT_VERSION,
         name: cfg.model_name.clone(),
@@ -306,6 +322,10 @@ pub fn calibrate(
         hidden: cfg.hidden,
         scaler: prep.scaler.clone(),
         conformal: Vec::new(),
+        volatility,
+        calibrator: cfg.calibrator,
+        // Replaced below by the calibration split's scores; predictions do not read it.
+        calibration: CalibrationState::new(&levels, vec![1.0]),
         data: data.info.clone(),
         metrics: BTreeMap::new(),
         params: data.params.iter().cloned().collect(),
@@ -317,20 +337,28 @@ pub fn calibrate(
         metadata: metadata.clone(),
         weights: fitted.outcome.weights.clone(),
     };
-    let forecaster = Forecaster::from_package(draft, Path::new("(new model)"))?;
-    let calib_pred = predict(&forecaster, prep, &prep.splits.calib)?;
-    let calib_res: Vec<f64> = prep
-        .splits
-        .calib
-        .iter()
-        .zip(&calib_pred)
-        .map(|(&i, p)| {
-            let w = prep.windows[i];
-            (prep.frames[w.coin].target_logret_1h[w.row] - p).abs()
-        })
-        .collect();
-    let mut levels = cfg.levels.clone();
-    levels.sort_by(f64::total_cmp);
+    let draft = Forecaster::from_package(draft, Path::new("(new model)"))?;
+    let calib_pred = predict(&draft, prep, &prep.splits.calib)?;
+    let mut calib_res = Vec::with_capacity(calib_pred.len());
+    let mut scores: Vec<(i64, f64)> = Vec::with_capacity(calib_pred.len());
+    for (&i, p) in prep.splits.calib.iter().zip(&calib_pred) {
+        let w = prep.windows[i];
+        let frame = &prep.frames[w.coin];
+        let err = (frame.target_logret_1h[w.row] - p).abs();
+        calib_res.push(err);
+        scores.push((frame.ts[w.row], err / draft.sigma_at(frame, w.row)));
+    }
+    // Oldest first across coins: the window slides in time.
+    scores.sort_by_key(|&(ts, _)| ts);
+    metadata.calibration =
+        CalibrationState::new(&levels, scores.into_iter().map(|(_, s)| s).collect());
+    let forecaster = Forecaster::from_package(
+        ModelPackage {
+            metadata: metadata.clone(),
+            weights: fitted.outcome.weights.clone(),
+        },
+        Path::new("(new model)"),
+    )?;
     metadata.conformal = levels
         .iter()
         .map(|&level| ConformalQuantile {
@@ -356,6 +384,43 @@ pub struct TestRows {
     pub actual: Vec<f64>,
     /// Predicted next-hour close, USD.
     pub model: Vec<f64>,
+    /// σ̂ of each row.
+    pub sigma: Vec<f64>,
+    /// Per level (ascending), the served lower bound of each row, USD.
+    pub lower: Vec<Vec<f64>>,
+    /// Per level (ascending), the served upper bound of each row, USD.
+    pub upper: Vec<Vec<f64>>,
+}
+
+/// The served intervals of the test rows: each coin's test hours replayed in order through
+/// the serving path ([`intervals::replay`]), from the package's calibrator state, so every
+/// interval was known before its hour.
+fn replay_test(
+    fc: &Forecaster,
+    prep: &Prepared,
+    test: &[usize],
+) -> Result<std::collections::HashMap<(usize, usize), ScoredHour>, TrainError> {
+    let mut spans: BTreeMap<usize, (usize, usize)> = BTreeMap::new();
+    for &i in test {
+        let w = prep.windows[i];
+        let e = spans.entry(w.coin).or_insert((w.row, w.row));
+        e.0 = e.0.min(w.row);
+        e.1 = e.1.max(w.row);
+    }
+    let mut out = std::collections::HashMap::new();
+    for (coin, (lo, hi)) in spans {
+        let frame = &prep.frames[coin];
+        let mut cal = fc.calibrator();
+        let mut row = lo;
+        intervals::replay(fc, &mut cal, frame, lo..hi + 1, |h| {
+            // Rows are visited in order; find this hour's row from the last one.
+            while frame.ts[row] != h.ts {
+                row += 1;
+            }
+            out.insert((coin, row), h.clone());
+        })?;
+    }
+    Ok(out)
 }
 
 /// The candidate model and how it did.
@@ -390,14 +455,32 @@ pub fn evaluate(
     let roll5 = spec()
         .index("rolling_mean_5")
         .ok_or_else(|| TrainError::Usage("feature rolling_mean_5 is missing".into()))?;
-    let mut rows = TestRows::default();
+    let scored = replay_test(&calibrated.forecaster, prep, test)?;
+    let nl = calibrated.levels.len();
+    let mut rows = TestRows {
+        lower: vec![Vec::with_capacity(test.len()); nl],
+        upper: vec![Vec::with_capacity(test.len()); nl],
+        ..TestRows::default()
+    };
     let mut roll = vec![];
     for (&i, p) in test.iter().zip(&pred_logret) {
         let w = prep.windows[i];
         let f = &prep.frames[w.coin];
+        let h = scored.get(&(w.coin, w.row)).ok_or_else(|| {
+            TrainError::Usage(format!(
+                "test hour {} of {} was not scored by the replay",
+                fmt_ms(f.ts[w.row]),
+                f.coin
+            ))
+        })?;
         rows.last.push(f.close[w.row]);
         rows.actual.push(f.target_close_1h[w.row]);
         rows.model.push(f.close[w.row] * p.exp());
+        rows.sigma.push(h.sigma);
+        for (k, iv) in h.intervals.iter().enumerate() {
+            rows.lower[k].push(iv.lower);
+            rows.upper[k].push(iv.upper);
+        }
         roll.push(f.row(w.row)[roll5]);
     }
     rows.pred_logret = pred_logret;
@@ -412,7 +495,15 @@ pub fn evaluate(
     let intervals: Vec<IntervalMetrics> = metadata
         .conformal
         .iter()
-        .map(|c| interval_metrics(last, actual, &rows.pred_logret, c.level, c.q))
+        .enumerate()
+        .map(|(k, c)| {
+            let online = Bounds {
+                lower: &rows.lower[k],
+                upper: &rows.upper[k],
+                sigma: &rows.sigma,
+            };
+            interval_metrics(last, actual, &rows.pred_logret, c.level, c.q, online)
+        })
         .collect();
     metadata.metrics = flat_metrics(&metrics, &intervals);
     Ok(Evaluated {
@@ -494,6 +585,19 @@ fn flat_metrics(t: &TestMetrics, intervals: &[IntervalMetrics]) -> BTreeMap<Stri
         if let Some(w) = i.worst_720h_coverage {
             m.insert(format!("interval_{l}_worst_720h_coverage"), w);
         }
+        for (t, c) in ["low", "mid", "high"]
+            .iter()
+            .zip(&i.coverage_by_vol_tercile)
+        {
+            m.insert(format!("interval_{l}_coverage_vol_{t}"), *c);
+        }
+        let b = &i.baseline_static;
+        m.insert(format!("interval_{l}_static_coverage"), b.coverage);
+        m.insert(format!("interval_{l}_static_width_usd"), b.mean_width_usd);
+        m.insert(
+            format!("interval_{l}_static_score_usd"),
+            b.interval_score_usd,
+        );
     }
     m.retain(|_, v| v.is_finite());
     m
@@ -748,13 +852,10 @@ fn rolling_coverage(ev: &Evaluated) -> Vec<(f64, Vec<f64>)> {
         .metadata
         .conformal
         .iter()
-        .map(|c| {
+        .enumerate()
+        .map(|(l, c)| {
             let inside: Vec<bool> = (0..r.actual.len())
-                .map(|k| {
-                    let lo = r.last[k] * (r.pred_logret[k] - c.q).exp();
-                    let hi = r.last[k] * (r.pred_logret[k] + c.q).exp();
-                    r.actual[k] >= lo && r.actual[k] <= hi
-                })
+                .map(|k| r.actual[k] >= r.lower[l][k] && r.actual[k] <= r.upper[l][k])
                 .collect();
             (
                 c.level,
@@ -773,22 +874,15 @@ fn plot_rows(ev: &Evaluated) -> (f64, Vec<PlotRow>) {
         .copied()
         .find(|l| (*l - 0.9).abs() < 1e-9)
         .unwrap_or(levels[levels.len() / 2]);
-    let q = ev
-        .package
-        .metadata
-        .conformal
-        .iter()
-        .find(|c| c.level == level)
-        .map(|c| c.q)
-        .unwrap_or(0.0);
+    let l = levels.iter().position(|x| *x == level).unwrap_or(0);
     let r = &ev.rows;
     let n = r.pred_logret.len();
     let rows = (n.saturating_sub(240)..n)
         .map(|k| PlotRow {
             actual: r.actual[k],
             pred: r.model[k],
-            lower: r.last[k] * (r.pred_logret[k] - q).exp(),
-            upper: r.last[k] * (r.pred_logret[k] + q).exp(),
+            lower: r.lower[l][k],
+            upper: r.upper[l][k],
         })
         .collect();
     (level, rows)
@@ -1093,6 +1187,7 @@ mod tests {
                 calib: 0.1,
             },
             levels: vec![0.9],
+            calibrator: rps_model::intervals::CalibratorParams::default(),
             metrics: None,
             package_out: None,
             report_dir: registry.join("reports"),

@@ -59,6 +59,12 @@ fn expected(bars: &[Bar], t: usize) -> Vec<(String, f64)> {
     out.push(("hour_cos".into(), (tau * hour / 24.0).cos()));
     out.push(("dow_sin".into(), (tau * dow / 7.0).sin()));
     out.push(("dow_cos".into(), (tau * dow / 7.0).cos()));
+    let pk = |i: usize| (bars[i].high / bars[i].low).ln().powi(2) / (4.0 * 2f64.ln());
+    out.push(("parkinson".into(), pk(t)));
+    for w in [6, 24, 168] {
+        let pks: Vec<f64> = (t + 1 - w..=t).map(pk).collect();
+        out.push((format!("parkinson_mean_{w}"), mean(&pks)));
+    }
     out
 }
 

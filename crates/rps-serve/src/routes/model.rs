@@ -29,7 +29,7 @@ pub async fn model(State(state): State<AppState>) -> Result<Json<ModelOut>, ApiE
         lookback: m.forecaster.lookback(),
         min_bars: m.forecaster.min_bars(),
         coins: meta.data.coins.clone(),
-        interval_levels: meta.conformal.iter().map(|c| c.level).collect(),
+        interval_levels: meta.calibration.levels.clone(),
         metrics: meta.metrics.clone(),
         source: m.source.clone(),
         loaded_at: fmt_ms(m.loaded_at_ms),

@@ -264,7 +264,7 @@ fn tensor(name: &str, datatype: &str, shape: &[i64]) -> TensorMetadata {
 }
 
 fn metadata(m: &LoadedModel) -> ModelMetadata {
-    let levels: Vec<f64> = m.meta().conformal.iter().map(|c| c.level).collect();
+    let levels: Vec<f64> = m.meta().calibration.levels.clone();
     let k = levels.len() as i64;
     let mut parameters = Map::new();
     parameters.insert("interval_levels".into(), Value::from(levels));
