@@ -5,11 +5,18 @@
 #   docker build --target mlflow -t rps-mlflow .    # MLflow server with Postgres + S3 drivers (compose)
 # Rust dependencies are cached in their own layer by cargo-chef: editing the workspace's code
 # rebuilds only the workspace crates.
+# The runtime image from binaries built outside (CI: the host's stripped target/release, same
+# glibc as bookworm), without cargo; the build context is a directory holding only them:
+#   podman build --target runtime --build-arg BINARIES=prebuilt -f Dockerfile DIR
+# (scripts/image/build does this; the default build compiles in the builder stage - with podman
+# 4.3/buildah 1.28 say --build-arg BINARIES=builder: its unused-stage pruning ignores ARG defaults).
 
 # Same toolchain as rust-toolchain.toml (tests/orchestration checks they agree).
 ARG RUST_VERSION=1.95.0
 ARG AIRFLOW_VERSION=3.3.2
 ARG MLFLOW_VERSION=3.17.2
+# The stage the images take the binaries' /out/ from: builder (compiles) or prebuilt.
+ARG BINARIES=builder
 
 # ---------------------------------------------------------------- build
 FROM rust:${RUST_VERSION}-slim-bookworm AS chef
@@ -31,6 +38,12 @@ RUN cargo build --profile dist --locked --bins \
  && cp target/dist/rps-extract target/dist/rps-validate target/dist/rps-transform \
        target/dist/rps-train target/dist/rps-serve target/dist/rps-monitor /out/
 
+# Prebuilt binaries from the build context (only with --build-arg BINARIES=prebuilt).
+FROM scratch AS prebuilt
+COPY rps-extract rps-validate rps-transform rps-train rps-serve rps-monitor /out/
+
+FROM ${BINARIES} AS binaries
+
 # ---------------------------------------------------------------- airflow (compose)
 FROM apache/airflow:${AIRFLOW_VERSION}-python3.11 AS airflow
 ARG AIRFLOW_VERSION
@@ -41,7 +54,7 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends git \
  && rm -rf /var/lib/apt/lists/* \
  && git config --system --add safe.directory '*'
-COPY --from=builder /out/ /usr/local/bin/
+COPY --from=binaries /out/ /usr/local/bin/
 USER 50000
 # The constraint keeps pip from moving Airflow while it resolves DVC (verified compatible).
 RUN pip install --no-cache-dir "apache-airflow==${AIRFLOW_VERSION}" "dvc[s3]==3.67.1"
@@ -66,7 +79,7 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --home-dir /app --create-home rps
-COPY --from=builder /out/ /usr/local/bin/
+COPY --from=binaries /out/ /usr/local/bin/
 WORKDIR /app
 USER 10001:10001
 ENV RPS_STORE=/app/data \

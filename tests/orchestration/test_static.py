@@ -143,6 +143,25 @@ def test_the_runtime_image_has_every_binary_runs_unprivileged_and_checks_health(
     assert text.rstrip().splitlines()[-1].startswith("CMD")  # runtime is the last (default) stage
 
 
+def test_the_default_build_compiles_and_prebuilt_binaries_go_into_the_same_runtime_stage():
+    # scripts/image/build (CI, podman) builds `--target runtime --build-arg BINARIES=prebuilt` from
+    # a context holding only the host's stripped binaries; `docker build .` compiles them.
+    text = (ROOT / "Dockerfile").read_text()
+    assert re.search(r"^ARG BINARIES=builder$", text, flags=re.M)
+    assert re.search(r"^FROM \$\{BINARIES\} AS binaries$", text, flags=re.M)
+    prebuilt = re.search(r"^FROM scratch AS prebuilt\n(COPY .*)$", text, flags=re.M)
+    assert prebuilt and prebuilt.group(1) == f"COPY {' '.join(BINARIES)} /out/"
+    runtime = text[text.rindex("AS runtime") :]
+    assert "COPY --from=binaries /out/ /usr/local/bin/" in runtime
+    assert "--from=builder" not in text[text.index("AS binaries") :]  # every image takes `binaries`
+
+
+def test_the_compose_test_override_only_changes_services_of_compose_yaml():
+    override = (ROOT / "tests" / "image" / "compose.override.yaml").read_text()
+    names = re.findall(r"^  ([a-z][\w-]*):$", override.split("\nvolumes:")[0], flags=re.M)
+    assert names and set(names) <= set(COMPOSE["services"]), names
+
+
 def test_the_build_context_keeps_out_build_output_and_venvs():
     ignore = (ROOT / ".dockerignore").read_text().splitlines()
     assert ignore[ignore.index("*")] == "*"  # allow-list: only what the build needs goes in
@@ -212,9 +231,8 @@ def test_actions_are_pinned_to_a_release(name):
 @pytest.mark.parametrize("name", sorted(WORKFLOWS))
 def test_files_the_workflows_run_exist(name):
     text = WORKFLOWS[name].read_text()
-    for path in re.findall(
-        r"(?:^|\s)((?:\.ci|\.github/scripts|tests/orchestration|dags/tests|scripts)/[\w./-]*\w)", text
-    ):
+    dirs = r"\.ci|\.github/scripts|tests/orchestration|tests/image|dags/tests|scripts"
+    for path in re.findall(rf"(?:^|\s)((?:{dirs})/[\w./-]*\w)", text):
         assert (ROOT / path).exists(), path
 
 
