@@ -13,6 +13,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import urllib.error
 import urllib.request
 import uuid
@@ -28,6 +29,9 @@ REPO = DAGS_DIR.parent
 DAG_FILE = DAGS_DIR / "rps_pipeline.py"
 
 EXPECTED_EDGES = {
+    ("coins", "extract"),
+    ("coins", "validate"),
+    ("coins", "transform"),
     ("extract", "validate"),
     ("validate", "transform"),
     ("transform", "drift_check"),
@@ -58,6 +62,15 @@ def module():
     return mod
 
 
+PER_COIN_TASKS = ("extract", "validate", "transform")
+
+
+def bash_command(task) -> str:
+    """The bash_command of a task, mapped (kept in its partial kwargs) or not."""
+    partial = getattr(task, "partial_kwargs", None)
+    return partial["bash_command"] if partial is not None else task.bash_command
+
+
 def render(dag, task_id: str, end: str, **param_overrides) -> str:
     """Renders a task's bash_command as a run for the hourly interval ending at `end` would."""
     from airflow.sdk.execution_time import macros
@@ -73,7 +86,7 @@ def render(dag, task_id: str, end: str, **param_overrides) -> str:
         "macros": macros,
         "run_id": "scheduled__test",
     }
-    return task.render_template(task.bash_command, context, jinja_env=dag.get_template_env())
+    return dag.get_template_env().from_string(bash_command(task)).render(context)
 
 
 # --- imports and shape ---------------------------------------------------------------------
@@ -117,9 +130,46 @@ def test_every_task_retries_with_exponential_backoff(dag):
 
 
 def test_no_stage_reads_exit_code_99_as_skipped(dag):
+    checked = 0
     for t in dag.tasks:
-        if hasattr(t, "skip_on_exit_code"):
+        partial = getattr(t, "partial_kwargs", None)
+        if partial is not None and "bash_command" in partial:
+            assert partial.get("skip_on_exit_code", 99) is None, t.task_id
+            checked += 1
+        elif hasattr(t, "skip_on_exit_code"):
             assert t.skip_on_exit_code == [] or t.skip_on_exit_code is None, t.task_id
+            checked += 1
+    assert checked == 5  # extract, validate, transform, train, version
+
+
+def test_the_per_coin_stages_are_mapped_over_the_coin_list(dag):
+    coins = dag.get_task("coins")
+    for task_id in PER_COIN_TASKS:
+        t = dag.get_task(task_id)
+        assert t.is_mapped, task_id
+        assert t.upstream_task_ids >= {"coins"}, task_id
+        # one task instance per coin, with the coin in its environment and as its label
+        assert t.partial_kwargs["map_index_template"] == "{{ task.env['MAPPED_COIN'] }}", task_id
+        assert t.partial_kwargs["append_env"] is True, task_id
+        (mapped,) = t.expand_input.value.values()
+        assert mapped.operator is coins, task_id
+    for task_id in ("drift_check", "train", "skip_train", "version"):
+        assert not dag.get_task(task_id).is_mapped, task_id
+
+
+def test_the_coin_list_gives_one_environment_per_coin_by_the_rules_of_coins(dag):
+    from airflow.sdk.exceptions import AirflowFailException
+
+    coin_list = dag.get_task("coins").python_callable
+    assert coin_list(params={"coins": "BTC"}) == [{"MAPPED_COIN": "BTC"}]
+    assert coin_list(params={"coins": " btc, eth ,BTC,sol_2,"}) == [
+        {"MAPPED_COIN": "BTC"},
+        {"MAPPED_COIN": "ETH"},
+        {"MAPPED_COIN": "SOL_2"},
+    ]
+    for bad in ("BTC/USD", " , ", "A" * 17):
+        with pytest.raises(AirflowFailException):
+            coin_list(params={"coins": bad})
 
 
 def test_version_runs_after_train_or_after_skipping_it(dag):
@@ -176,21 +226,27 @@ def test_extract_gets_the_interval_plus_the_overlap_in_rfc3339(dag):
     assert 'rps-extract --store "$RPS_STORE" --source "${RPS_SOURCE:-livecoinwatch}"' in cmd
     # interval [09:00, 10:00) re-fetched from 23 hours earlier
     assert '--start "2024-05-31T10:00:00Z" --end "2024-06-01T10:00:00Z"' in cmd
-    assert '--coins "BTC"' in cmd
+    assert '--coins "$MAPPED_COIN"' in cmd
 
 
 def test_a_run_conf_changes_the_rendered_flags(dag):
     cmd = render(dag, "train", "2024-06-01T10:00:00+00:00", epochs=3, coins="BTC,ETH")
     assert '--epochs "3"' in cmd and '--coins "BTC,ETH"' in cmd
+    assert 'profile="reports/profile/BTC,ETH.html"' in cmd  # no such file: no --profile
     assert "--package-out models/latest" in cmd and "--metrics reports/train_metrics.json" in cmd
 
 
 def test_validate_and_transform_use_the_contract_flags(dag):
     v = render(dag, "validate", "2024-06-01T10:00:00+00:00")
-    assert '--end "2024-06-01T10:00:00Z"' in v and "--report reports/validation.json" in v
-    assert '--max-null-ratio "0.01"' in v
+    assert '--end "2024-06-01T10:00:00Z"' in v and '--report "$reports/validation/$MAPPED_COIN.json"' in v
+    assert '--max-null-ratio "0.01"' in v and '--coins "$MAPPED_COIN"' in v
     t = render(dag, "transform", "2024-06-01T10:00:00+00:00")
-    assert "--summary reports/transform.json" in t and "--validation-report reports/validation.json" in t
+    assert '--summary "$reports/transform/$MAPPED_COIN.json"' in t
+    assert '--validation-report "$reports/validation/$MAPPED_COIN.json"' in t
+    # on one host, version writes dvc.yaml's all-coin reports with the stages' own flags
+    ver = render(dag, "version", "2024-06-01T10:00:00+00:00")
+    assert "--report reports/validation.json" in ver and "--summary reports/transform.json" in ver
+    assert "--profile reports/profile.html" in ver and "--validation-report reports/validation.json" in ver
 
 
 def test_rendered_commands_are_valid_bash(dag):
@@ -333,6 +389,141 @@ def test_the_branch_runs_rps_monitor_drift_with_the_interval_and_follows_its_exi
         "--report",
         "reports/drift.json",
     ]
+
+
+def fake_binaries(
+    bin_dir: Path, record: Path, names=("rps-extract", "rps-validate", "rps-transform", "rps-train")
+):
+    """Stand-ins for the stage binaries that append `<name> <cwd> <args>` to `record`."""
+    bin_dir.mkdir(exist_ok=True)
+    for name in names:
+        fake = bin_dir / name
+        fake.write_text(f'#!/bin/sh\necho "{name} $PWD $*" >> "{record}"\n')
+        fake.chmod(0o755)
+
+
+def run_rendered(dag, task_id: str, env: dict) -> subprocess.CompletedProcess:
+    cmd = render(dag, task_id, "2024-06-01T10:00:00+00:00")
+    return subprocess.run(["bash", "-c", cmd], env=env, capture_output=True, text=True, check=True)
+
+
+def test_with_an_object_store_each_stage_runs_in_a_fresh_directory_and_reports_to_the_store(dag, tmp_path):
+    # What makes the DAG run on many workers: no task reads what another wrote locally. Each
+    # runs in its own scratch directory under TMPDIR, gone when it ends; reports are objects.
+    record, scratch_root, bin_dir = tmp_path / "calls", tmp_path / "tmp", tmp_path / "bin"
+    scratch_root.mkdir()
+    fake_binaries(bin_dir, record)
+    env = {
+        "PATH": os.environ["PATH"],
+        "RPS_BIN_DIR": str(bin_dir),
+        "TMPDIR": str(scratch_root),
+        "RPS_STORE": "s3://bucket/rps",
+        "RPS_WORKDIR": str(tmp_path / "no-such-tree"),
+        "MLFLOW_TRACKING_URI": "http://127.0.0.1:1",
+        "RPS_SOURCE": "synthetic",
+    }
+    for coin in ("BTC", "ETH"):
+        for task_id in PER_COIN_TASKS:
+            run_rendered(dag, task_id, {**env, "MAPPED_COIN": coin})
+    run_rendered(dag, "train", env)
+    calls = [line.split(" ", 2) for line in record.read_text().splitlines()]
+    assert [c[0] for c in calls] == [*("rps-extract", "rps-validate", "rps-transform") * 2, "rps-train"]
+    dirs = [c[1] for c in calls]
+    assert len(set(dirs)) == len(dirs), dirs  # a fresh directory each
+    assert all(Path(d).parent == scratch_root and Path(d).name.startswith("rps-task.") for d in dirs)
+    assert list(scratch_root.iterdir()) == []  # each removed when its task ended
+    args = {(c[0], c[2].split("--coins ")[1].split()[0]): c[2] for c in calls}
+    assert "--report s3://bucket/rps/reports/validation/ETH.json" in args["rps-validate", "ETH"]
+    assert (
+        "--summary s3://bucket/rps/reports/transform/BTC.json "
+        "--profile s3://bucket/rps/reports/profile/BTC.html "
+        "--validation-report s3://bucket/rps/reports/validation/BTC.json"
+    ) in args["rps-transform", "BTC"]
+    assert "--profile" not in args["rps-train", "BTC"]  # the store's profiles are not local
+
+
+def test_with_a_local_store_the_stages_share_the_working_tree(dag, tmp_path):
+    record, work, bin_dir = tmp_path / "calls", tmp_path / "work", tmp_path / "bin"
+    work.mkdir()
+    fake_binaries(bin_dir, record)
+    env = {
+        "PATH": os.environ["PATH"],
+        "RPS_BIN_DIR": str(bin_dir),
+        "RPS_STORE": "data",
+        "RPS_WORKDIR": str(work),
+    }
+    run_rendered(dag, "validate", {**env, "MAPPED_COIN": "BTC"})
+    (work / "reports" / "profile").mkdir(parents=True)
+    (work / "reports" / "profile" / "BTC.html").write_text("<html></html>")
+    run_rendered(dag, "train", env)
+    validate, train = (line.split(" ", 2) for line in record.read_text().splitlines())
+    assert validate[1] == train[1] == str(work)
+    assert "--report reports/validation/BTC.json" in validate[2]
+    assert "--profile reports/profile/BTC.html" in train[2]  # a one-coin run hands its profile over
+
+
+def test_train_with_an_object_store_and_no_mlflow_fails_before_training(dag, tmp_path):
+    record, bin_dir = tmp_path / "calls", tmp_path / "bin"
+    fake_binaries(bin_dir, record)
+    env = {"PATH": os.environ["PATH"], "RPS_BIN_DIR": str(bin_dir), "RPS_STORE": "s3://bucket/rps"}
+    cmd = render(dag, "train", "2024-06-01T10:00:00+00:00")
+    res = subprocess.run(
+        ["bash", "-c", cmd], env={**env, "TMPDIR": str(tmp_path)}, capture_output=True, text=True
+    )
+    assert res.returncode == 2 and "set MLFLOW_TRACKING_URI" in res.stderr
+    assert not record.exists()
+
+
+@pytest.mark.parametrize(("store", "outcome"), [("s3://bucket/rps", "skipped"), ("data", "failed")])
+def test_version_without_a_git_working_tree_says_so_and_is_skipped_only_with_an_object_store(
+    module, tmp_path, monkeypatch, store, outcome
+):
+    from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+    monkeypatch.setenv("RPS_WORKDIR", str(tmp_path))
+    monkeypatch.setenv("RPS_STORE", store)
+    op = module.VersionOperator(task_id="version_probe", bash_command="echo ran")
+    want = AirflowSkipException if outcome == "skipped" else AirflowFailException
+    with pytest.raises(want, match="needs a Git working tree with DVC") as info:
+        op.execute({})
+    assert "no .git, .dvc, dvc.yaml there" in str(info.value)
+    for name in (".git", ".dvc"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "dvc.yaml").write_text("stages: {}\n")
+    assert op.execute({}) == "ran"
+
+
+def test_the_drift_check_with_an_object_store_runs_in_a_scratch_directory(dag, tmp_path, monkeypatch, caplog):
+    bin_dir, scratch_root = tmp_path / "bin", tmp_path / "tmp"
+    bin_dir.mkdir()
+    scratch_root.mkdir()
+    fake = bin_dir / "rps-monitor"
+    fake.write_text(
+        f'#!/bin/sh\necho "$PWD" > "{tmp_path}/cwd"\necho \'{{"drifted": 0}}\' > reports/drift.json\nexit 0\n'
+    )
+    fake.chmod(0o755)
+    monkeypatch.setenv("RPS_BIN_DIR", str(bin_dir))
+    monkeypatch.setenv("RPS_STORE", "s3://bucket/rps")
+    monkeypatch.setenv("RPS_WORKDIR", str(tmp_path / "no-such-tree"))
+    monkeypatch.setenv("TMPDIR", str(scratch_root))
+    monkeypatch.setattr(tempfile, "tempdir", None)  # re-read TMPDIR
+    callable_ = dag.get_task("drift_check").python_callable
+    params = {k: dag.params[k] for k in dag.params}
+    end = pendulum.datetime(2024, 6, 1, 10, tz="UTC")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    from airflow.sdk.exceptions import AirflowFailException
+
+    with pytest.raises(AirflowFailException, match="set MLFLOW_TRACKING_URI"):
+        callable_(params=params, data_interval_end=end)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:1")
+    module = sys.modules[callable_.__module__]
+    monkeypatch.setattr(module, "champion_exists", lambda _name: True)
+    with caplog.at_level("INFO"):
+        assert callable_(params=params, data_interval_end=end) == "skip_train"
+    cwd = Path((tmp_path / "cwd").read_text().strip())
+    assert cwd.parent == scratch_root and cwd.name.startswith("rps-task.")
+    assert list(scratch_root.iterdir()) == []
+    assert 'drift report: {"drifted":0}' in caplog.text  # the whole report, on one line
 
 
 def test_the_local_registry_champion_is_found_by_its_alias_file(module, tmp_path, monkeypatch):

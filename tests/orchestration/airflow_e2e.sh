@@ -6,7 +6,9 @@
 #   airflow_e2e.sh good  WORK  # a run on clean data: exit 0, every output, a registered champion
 #   airflow_e2e.sh drift WORK  # the next hour: a champion exists, so the real `rps-monitor drift` decides
 #   airflow_e2e.sh bad   WORK  # a run whose new bars break OHLC: fails at validate, nothing lost
-# Called by run.sh; WORK is shared between the phases.
+#   airflow_e2e.sh many  WORK  # on "many workers": an S3 store, three coins mapped, every task in a
+#                              # fresh directory of its own, no working tree; then the drift branch
+# Called by run.sh; WORK is shared between the phases (many needs only setup).
 set -euo pipefail
 phase=$1 work=$2
 here=$(cd "$(dirname "$0")" && pwd)
@@ -44,7 +46,8 @@ model_versions() { mlflow_get "model-versions/search?filter=name%3D%27$RPS_MODEL
 # sha256 of everything a failed run must not touch
 protected_sums() {
   (cd "$ws" && find data/features models/latest reports/transform.json reports/train_metrics.json \
-      reports/profile.html reports/drift.json dvc.lock -type f -print0 | sort -z | xargs -0 sha256sum)
+      reports/profile.html reports/drift.json reports/transform reports/profile dvc.lock -type f -print0 |
+      sort -z | xargs -0 sha256sum)
 }
 # state and try number of each task of the newest run, from Airflow's own DB
 task_states() {
@@ -58,9 +61,10 @@ for task, state, tries in db.execute(
     print(f"{task}={state}:{tries}")
 EOF
 }
-# a field of reports/validation.json: status | summary.rows | <check name> (-> status:count)
+# a field of validate's BTC report (reports/validation/BTC.json): status | summary.rows | <check name>
+# (-> status:count)
 report_field() {
-  python3 - "$ws/reports/validation.json" "$1" <<'EOF'
+  python3 - "$ws/reports/validation/BTC.json" "$1" <<'EOF'
 import json, sys
 r = json.load(open(sys.argv[1]))
 key = sys.argv[2]
@@ -104,9 +108,11 @@ good)
     -c '{"overlap_hours": 1500, "epochs": 2, "hidden": 8, "max_train_rows": 1200}' >"$e2e/good.log" 2>&1 ||
     { grep -E "ERROR|error|Error|exit" "$e2e/good.log" | tail -30 >&2; echo "dags test failed" >&2; exit 1; }
   task_states >"$e2e/states"; cat "$e2e/states"
-  for t in extract validate transform drift_check train version; do expect_state "$t" success; done
+  for t in coins extract validate transform drift_check train version; do expect_state "$t" success; done
   expect_state skip_train skipped
-  for f in data/raw/BTC.parquet data/features/BTC.parquet reports/validation.json reports/transform.json \
+  # the mapped tasks' per-coin reports, and dvc.yaml's all-coin ones (written by version)
+  for f in data/raw/BTC.parquet data/features/BTC.parquet reports/validation/BTC.json \
+           reports/transform/BTC.json reports/profile/BTC.html reports/validation.json reports/transform.json \
            reports/profile.html reports/train_metrics.json models/latest/model.safetensors \
            models/latest/metadata.json models/latest/MLmodel dvc.lock; do
     test -s "$ws/$f" || { echo "missing output $f" >&2; exit 1; }
@@ -174,8 +180,132 @@ bad)
   [ "$(model_versions)" = "$(cat "$e2e/versions")" ] || { echo "a failed run registered a model" >&2; exit 1; }
   ;;
 
+many)
+  # The DAG as it runs on many workers (CeleryExecutor, KubernetesExecutor), as far as one machine
+  # can show it: the store on the S3 test server, MLflow, nothing else shared. Every task runs in a
+  # fresh scratch directory of its own under TMPDIR (removed when it ends), RPS_WORKDIR names no
+  # directory, and `airflow dags test` runs in an empty one: a task that read what an earlier one
+  # wrote locally would fail. Three coins of the synthetic source, each stage mapped over them.
+  : "${RPS_TEST_S3_ENDPOINT:?RPS_TEST_S3_ENDPOINT is not set (eval \"\$(.ci/services start)\")}"
+  m=$e2e/many
+  rm -rf "$m"; mkdir -p "$m/tmp" "$m/cwd"
+  bucket=rps-e2e-many-$(date +%s)-$$
+  curl -fsS -m 30 -X PUT "$RPS_TEST_S3_ENDPOINT/$bucket" >/dev/null
+  export RPS_STORE=s3://$bucket/rps RPS_SOURCE=synthetic RPS_WORKDIR=$m/no-working-tree TMPDIR=$m/tmp
+  export AWS_ENDPOINT_URL=$RPS_TEST_S3_ENDPOINT
+  export RPS_MODEL_NAME=$RPS_MODEL_NAME-many RPS_EXPERIMENT=$RPS_EXPERIMENT-many
+  unset RPS_CSV_PATH
+  coins=(BTC ETH SOL)
+  s3_get() { # an object of the store, by a signed GET as the binaries read it
+    curl -fsS -m 30 --aws-sigv4 "aws:amz:$AWS_REGION:s3" --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" \
+      "$RPS_TEST_S3_ENDPOINT/$bucket/rps/$1"
+  }
+  # task[map index:label]=state for the newest run, and whether each stage started after the
+  # last instance of the one before it ended
+  mapped_states() {
+    python3 - "$AIRFLOW_HOME/airflow.db" <<'EOF'
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1])
+run_id = db.execute("select run_id from dag_run where dag_id='rps_pipeline' order by id desc limit 1").fetchone()[0]
+rows = db.execute(
+    "select task_id, map_index, rendered_map_index, state, start_date, end_date from task_instance "
+    "where dag_id='rps_pipeline' and run_id=? order by task_id, map_index", (run_id,)).fetchall()
+for task, index, label, state, _, _ in rows:
+    print(f"{task}[{index}:{label or ''}]={state}")
+span = {}
+for task, _, _, state, start, end in rows:
+    if state == "success":
+        s, e = span.get(task, (start, end))
+        span[task] = (min(s, start), max(e, end))
+chain = ["coins", "extract", "validate", "transform", "drift_check", "train"]
+for up, down in zip(chain, chain[1:]):
+    if up in span and down in span:
+        print(f"order {up}<{down}={'ok' if span[up][1] <= span[down][0] else 'WRONG'}")
+EOF
+  }
+  expect_many() { # a line of mapped_states
+    grep -qxF "$1" "$m/states" || { echo "expected $1; got:" >&2; cat "$m/states" >&2; exit 1; }
+  }
+  # every stage's working directory, from the log: fresh ones under TMPDIR, none used twice
+  scratch_dirs() { grep -oE "(working directory|drift [^ ]* in|in) $m/tmp/rps-task\.[A-Za-z0-9_]+" "$1" |
+    awk '{print $NF}' | sort | uniq -c; }
+  fresh_dirs() { # the uniq -c list: ten directories, each used once
+    [ "$(wc -l <"$1")" = 10 ] || return 1
+    if grep -qvE '^ *1 ' "$1"; then return 1; fi
+  }
+
+  (cd "$m/cwd" && airflow dags test rps_pipeline 2024-06-01T00:00:00+00:00 \
+    -c '{"coins": "btc,ETH,SOL", "overlap_hours": 700, "epochs": 2, "hidden": 8, "max_train_rows": 600}') \
+    >"$m/first.log" 2>&1 ||
+    { grep -E "ERROR|rror|exit" "$m/first.log" | tail -30 >&2; echo "dags test failed" >&2; exit 1; }
+  mapped_states >"$m/states"; cat "$m/states"
+  expect_many "coins[-1:]=success"
+  for t in extract validate transform; do
+    for i in 0 1 2; do expect_many "${t}[$i:${coins[$i]}]=success"; done
+    [ "$(grep -c "^$t\[" "$m/states")" = 3 ] || { echo "$t: not three task instances" >&2; exit 1; }
+  done
+  for t in drift_check train; do expect_many "${t}[-1:]=success"; done
+  expect_many "skip_train[-1:]=skipped"
+  expect_many "version[-1:]=skipped"
+  for o in coins\<extract extract\<validate validate\<transform transform\<drift_check drift_check\<train; do
+    expect_many "order $o=ok"
+  done
+  grep -q "the version task needs a Git working tree with DVC (RPS_WORKDIR=$m/no-working-tree" "$m/first.log" ||
+    { echo "version did not say why it was skipped" >&2; exit 1; }
+  # ten stage processes (3 x 3 per-coin + train), ten different fresh directories, all removed
+  scratch_dirs "$m/first.log" >"$m/dirs"; cat "$m/dirs"
+  fresh_dirs "$m/dirs" || { echo "the stages did not each run in a fresh directory" >&2; exit 1; }
+  [ -z "$(find "$m/tmp" -maxdepth 1 -name 'rps-task.*')" ] || { echo "a scratch directory was left" >&2; exit 1; }
+  [ -z "$(ls -A "$m/cwd")" ] || { echo "a task wrote into the directory of airflow dags test" >&2; exit 1; }
+  # the store holds each coin's bars, features and reports, written by this run
+  for c in "${coins[@]}"; do
+    for key in "raw/$c.parquet" "features/$c.parquet" "reports/profile/$c.html"; do
+      s3_get "$key" >/dev/null || { echo "$key is not in the store" >&2; exit 1; }
+    done
+    s3_get "reports/validation/$c.json" | python3 -c '
+import json, sys
+r, coin = json.load(sys.stdin), sys.argv[1]
+assert r["settings"]["end"] == "2024-06-01T00:00:00Z" and r["status"] != "fail", r["status"]
+assert [c["coin"] for c in r["coins"]] == [coin] and r["summary"]["rows"] > 700, r["summary"]' "$c"
+    s3_get "reports/transform/$c.json" | python3 -c '
+import json, sys
+s = json.load(sys.stdin)
+assert list(s["coins"]) == [sys.argv[1]] and s["rows_out"] > 500, s["coins"]' "$c"
+    # the profile shows the validation report, read back from the store (HTML escapes `/`)
+    html=$(s3_get "reports/profile/$c.html" | sed 's|&#x2f;|/|g')
+    grep -qF "From $RPS_STORE/reports/validation/$c.json: " <<<"$html" ||
+      { echo "profile of $c does not show its validation report" >&2; exit 1; }
+  done
+  # the model stage trained on the three coins and registered a champion in MLflow
+  champion=$(mlflow_get "registered-models/alias?name=$RPS_MODEL_NAME&alias=champion")
+  run_id=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["model_version"]["run_id"])' <<<"$champion")
+  mlflow_get "runs/get?run_id=$run_id" | python3 -c '
+import json, sys
+params = {p["key"]: p["value"] for p in json.load(sys.stdin)["run"]["data"]["params"]}
+assert params.get("coins") == "BTC,ETH,SOL", params.get("coins")'
+
+  # The next hour: a champion exists, so the drift check runs the real `rps-monitor drift` over
+  # the three coins, in a scratch directory too (threshold out of reach: no drift, skip training).
+  (cd "$m/cwd" && airflow dags test rps_pipeline 2024-06-01T01:00:00+00:00 \
+    -c '{"coins": "BTC,ETH,SOL", "overlap_hours": 2, "drift_threshold": 1000}') >"$m/second.log" 2>&1 ||
+    { grep -E "ERROR|rror|exit" "$m/second.log" | tail -30 >&2; echo "dags test failed" >&2; exit 1; }
+  mapped_states >"$m/states"; cat "$m/states"
+  for t in extract validate transform; do
+    for i in 0 1 2; do expect_many "${t}[$i:${coins[$i]}]=success"; done
+  done
+  expect_many "drift_check[-1:]=success"
+  expect_many "train[-1:]=skipped"
+  expect_many "skip_train[-1:]=success"
+  grep -q "decision: skip_train (no drift" "$m/second.log"
+  grep -q 'drift report: {' "$m/second.log" || { echo "the drift report was not kept in the log" >&2; exit 1; }
+  scratch_dirs "$m/second.log" >"$m/dirs"; cat "$m/dirs"
+  fresh_dirs "$m/dirs" || { echo "the tasks did not each run in a fresh directory" >&2; exit 1; }
+  [ -z "$(find "$m/tmp" -maxdepth 1 -name 'rps-task.*')" ] && [ -z "$(ls -A "$m/cwd")" ] ||
+    { echo "a task left files behind" >&2; exit 1; }
+  ;;
+
 *)
-  echo "usage: $0 setup|good|drift|bad WORK" >&2
+  echo "usage: $0 setup|good|drift|bad|many WORK" >&2
   exit 2
   ;;
 esac

@@ -11,6 +11,10 @@
 //! - `--summary FILE.json`: per coin rows in/out and drop counts, spec hash and names.
 //! - `--profile FILE.html`: see [`profile`].
 //!
+//! Each report flag (and `--validation-report`, read) takes a local file or an object URL
+//! `s3://bucket/prefix/name` ([`rps_validate::location`]), so a stage on another host reads
+//! what this one wrote (the Airflow DAG's tasks share nothing but the store on many workers).
+//!
 //! # Edge cases (decided here)
 //! - A coin whose raw file has no rows, or fewer usable contiguous rows than the warmup,
 //!   gets an *empty* feature file (schema and metadata only) and a warning; exit 0.
@@ -67,6 +71,15 @@ pub enum TransformError {
         #[source]
         source: std::io::Error,
     },
+    /// A report could not be written to its object URL (`--summary`/`--profile s3://…`).
+    #[error("cannot write {url}: {source}")]
+    WriteReportObject {
+        /// The report's URL as given.
+        url: String,
+        /// The storage error.
+        #[source]
+        source: Box<CoreError>,
+    },
     /// The HTML profile could not be rendered (a template or chart bug).
     #[error("rendering the profile: {reason}")]
     Render {
@@ -94,7 +107,9 @@ impl TransformError {
     /// Exit code per `rps_core::ExitCode`.
     pub fn exit_code(&self) -> ExitCode {
         match self {
-            TransformError::Core(e) => e.exit_code(),
+            TransformError::Core(e) | TransformError::WriteReportObject { source: e, .. } => {
+                e.exit_code()
+            }
             TransformError::NoCoins { .. }
             | TransformError::MissingCoin { .. }
             | TransformError::WriteReport { .. } => ExitCode::BadInput,
@@ -344,13 +359,16 @@ pub async fn run(config: Config) -> Result<Summary> {
         let json = serde_json::to_vec_pretty(&summary).map_err(|e| TransformError::Render {
             reason: e.to_string(),
         })?;
-        write_file(path, &json)?;
+        write_file(path, json).await?;
         tracing::info!("summary written to {}", path.display());
     }
     if let (Some(path), Some(p)) = (&config.profile, prof) {
-        let report = config.validation_report.as_deref().map(validation::load);
+        let report = match config.validation_report.as_deref() {
+            Some(v) => Some(validation::load_from(v).await),
+            None => None,
+        };
         let html = p.render(&summary, report.as_ref())?;
-        write_file(path, html.as_bytes())?;
+        write_file(path, html.into_bytes()).await?;
         tracing::info!("profile written to {}", path.display());
     }
     Ok(summary)
@@ -487,9 +505,18 @@ fn transform_coin(
     })
 }
 
-/// Writes a local file atomically ([`rps_core::fs::write`]).
-fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
-    rps_core::fs::write(path, bytes).map_err(|source| TransformError::WriteReport {
+/// Writes a report atomically: a local file ([`rps_core::fs::write`]) or an object URL
+/// (`s3://bucket/prefix/name`, one PUT; [`rps_validate::location`]).
+async fn write_file(path: &Path, bytes: Vec<u8>) -> Result<()> {
+    if rps_validate::location::is_url(path) {
+        return rps_validate::location::write(path, bytes)
+            .await
+            .map_err(|source| TransformError::WriteReportObject {
+                url: path.display().to_string(),
+                source: Box::new(source),
+            });
+    }
+    rps_core::fs::write(path, &bytes).map_err(|source| TransformError::WriteReport {
         path: path.to_path_buf(),
         source,
     })

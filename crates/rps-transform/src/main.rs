@@ -29,16 +29,19 @@ struct Cli {
     coins: Option<CoinList>,
 
     /// Write the JSON summary here (rows in/out, dropped rows, feature-spec hash), e.g.
-    /// reports/transform.json for `dvc metrics`.
+    /// reports/transform.json for `dvc metrics`; a local file or an object URL
+    /// s3://bucket/prefix/name.json (AWS_* settings as for --store).
     #[arg(long, env = "RPS_TRANSFORM_SUMMARY")]
     summary: Option<PathBuf>,
 
-    /// Write the HTML data profile here (one self-contained file), e.g. reports/profile.html.
+    /// Write the HTML data profile here (one self-contained file), e.g. reports/profile.html;
+    /// a local file or an object URL s3://bucket/prefix/name.html.
     #[arg(long, env = "RPS_PROFILE")]
     profile: Option<PathBuf>,
 
-    /// An rps-validate report (JSON) whose checks the profile shows; a missing file is
-    /// noted in the profile, not an error.
+    /// An rps-validate report (JSON) whose checks the profile shows: a local file or an
+    /// object URL s3://bucket/prefix/name.json; a missing one is noted in the profile, not
+    /// an error.
     #[arg(long, env = "RPS_VALIDATION_REPORT")]
     validation_report: Option<PathBuf>,
 

@@ -69,9 +69,31 @@ pub fn defang(s: &str) -> String {
 
 /// Loads a report file; failures become [`Report::error`] (and a warning in the log).
 pub fn load(path: &Path) -> Report {
+    parse(
+        path,
+        std::fs::read(path).map_err(|e| format!("cannot read it: {e}")),
+    )
+}
+
+/// Loads a report from a local file or an object URL (`s3://bucket/prefix/name.json`,
+/// [`rps_validate::location`]); failures, a missing object included, become
+/// [`Report::error`] as with [`load`].
+pub async fn load_from(path: &Path) -> Report {
+    if !rps_validate::location::is_url(path) {
+        return load(path);
+    }
+    let bytes = match rps_validate::location::read(path).await {
+        Ok(Some(b)) => Ok(b),
+        Ok(None) => Err("cannot read it: no such object".to_string()),
+        Err(e) => Err(format!("cannot read it: {e}")),
+    };
+    parse(path, bytes)
+}
+
+/// What the profile shows of the bytes read from `path` (or why they could not be read).
+fn parse(path: &Path, bytes: Result<Vec<u8>, String>) -> Report {
     let label = defang(&path.display().to_string());
-    let parsed = std::fs::read(path)
-        .map_err(|e| format!("cannot read it: {e}"))
+    let parsed = bytes
         .and_then(|b| serde_json::from_slice::<Value>(&b).map_err(|e| format!("not JSON: {e}")))
         .and_then(|v| {
             serde_path_to_error::deserialize::<_, vr::Report>(v)

@@ -30,7 +30,9 @@ pub struct Args {
     #[arg(long, env = "RPS_END", value_parser = parse_utc)]
     end: Option<DateTime<Utc>>,
 
-    /// Write the JSON report here (parent directories are created; replaced atomically).
+    /// Write the JSON report here, replaced atomically: a local file (parent directories are
+    /// created) or an object URL `s3://bucket/prefix/name.json` (one PUT, with the AWS_*
+    /// settings of --store), which a stage on another host can read.
     #[arg(long, env = "RPS_REPORT")]
     report: Option<PathBuf>,
 

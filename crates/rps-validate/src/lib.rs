@@ -75,6 +75,7 @@
 #![deny(missing_docs)]
 
 pub mod checks;
+pub mod location;
 pub mod report;
 pub mod volume;
 
@@ -146,6 +147,15 @@ pub enum ValidateError {
         #[source]
         source: std::io::Error,
     },
+    /// The report could not be written to its object URL (`--report s3://…`).
+    #[error("report {url}: {source}")]
+    ReportObject {
+        /// The report's URL as given.
+        url: String,
+        /// The storage error.
+        #[source]
+        source: Box<CoreError>,
+    },
     /// The report could not be serialised (a bug).
     #[error("report: cannot serialise: {0}")]
     Serialize(#[from] serde_json::Error),
@@ -161,7 +171,9 @@ impl ValidateError {
     /// The exit code of this error (crates/rps-core/src/exit.rs).
     pub fn exit_code(&self) -> ExitCode {
         match self {
-            ValidateError::Read { source, .. } | ValidateError::Store(source) => source.exit_code(),
+            ValidateError::Read { source, .. }
+            | ValidateError::Store(source)
+            | ValidateError::ReportObject { source, .. } => source.exit_code(),
             ValidateError::NoData { .. }
             | ValidateError::NoStore { .. }
             | ValidateError::NoCoins { .. }
@@ -178,7 +190,8 @@ pub struct Config {
     pub store: String,
     /// Coins to validate; `None` = every coin with raw bars in the store.
     pub coins: Option<Vec<String>>,
-    /// Where to write the JSON report, if anywhere.
+    /// Where to write the JSON report, if anywhere: a local file or an `s3://` object URL
+    /// ([`location`]).
     pub report: Option<PathBuf>,
     /// Thresholds and the data interval end.
     pub settings: Settings,
@@ -251,7 +264,7 @@ pub async fn run(config: &Config, out: &mut dyn Write) -> Result<Report> {
     }
     let report = Report::new(store.location(), config.settings.clone(), reports);
     if let Some(path) = &config.report {
-        report.write(path)?;
+        report.write_to(path).await?;
     }
     // The summary is a courtesy: the exit code and the report carry the verdict, so a closed
     // stdout must not turn a pass into a failure.

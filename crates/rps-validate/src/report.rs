@@ -322,6 +322,22 @@ impl Report {
         json.push(b'\n');
         rps_core::fs::write(path, &json).map_err(err)
     }
+
+    /// Writes the report to `target`: a local file as [`Report::write`] does, or an object
+    /// URL (`s3://bucket/prefix/name.json`, one PUT; see [`crate::location`]).
+    pub async fn write_to(&self, target: &Path) -> Result<()> {
+        if !crate::location::is_url(target) {
+            return self.write(target);
+        }
+        let mut json = serde_json::to_vec_pretty(self)?;
+        json.push(b'\n');
+        crate::location::write(target, json)
+            .await
+            .map_err(|source| ValidateError::ReportObject {
+                url: target.display().to_string(),
+                source: Box::new(source),
+            })
+    }
 }
 
 #[cfg(test)]

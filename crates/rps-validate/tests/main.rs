@@ -7,5 +7,6 @@ mod bad_input;
 mod common;
 mod failures;
 mod gaps;
+mod s3;
 mod shared_file;
 mod staleness;
