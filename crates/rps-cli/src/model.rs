@@ -11,7 +11,12 @@ use rps_mlflow::source::{ModelSpec, default_cache_dir};
 pub struct ModelArgs {
     /// Use this model package directory instead of a registry alias (rps-serve picks up its
     /// changes with the reload poll).
-    #[arg(long, env = "RPS_MODEL_DIR", conflicts_with = "registry")]
+    #[arg(
+        long,
+        visible_alias = "package",
+        env = "RPS_MODEL_DIR",
+        conflicts_with = "registry"
+    )]
     pub model_dir: Option<PathBuf>,
 
     /// Local registry directory (used unless MLFLOW_TRACKING_URI is set, which selects MLflow).

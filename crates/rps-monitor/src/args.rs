@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 use rps_cli::{CoinList, CommonArgs, ModelArgs};
-use rps_monitor::{DriftConfig, DriftRule};
+use rps_monitor::{BacktestConfig, DriftConfig, DriftRule};
 
 /// RPS model monitoring: the drift check the DAG branches on.
 #[derive(Debug, Parser)]
@@ -22,6 +22,74 @@ pub enum Command {
     /// Compare recent stored features with the model's training reference (PSI); exit 3 on
     /// drift so the DAG retrains.
     Drift(DriftArgs),
+    /// Replay stored hours through the serving path (features, model, online intervals) and
+    /// report point and interval figures on them, with the static interval as a baseline.
+    Backtest(BacktestArgs),
+}
+
+/// Flags of `rps-monitor backtest`.
+#[derive(Debug, Args)]
+pub struct BacktestArgs {
+    /// Store and log format.
+    #[command(flatten)]
+    pub common: CommonArgs,
+
+    /// The model (`--model-dir`, alias `--package`, or a registry alias).
+    #[command(flatten)]
+    pub model: ModelArgs,
+
+    /// Coins to replay, comma-separated.
+    #[arg(long, env = "RPS_COINS", default_value = "BTC")]
+    pub coins: CoinList,
+
+    /// First hour to score (RFC 3339, inclusive). Default: the first hour with a full
+    /// feature window.
+    #[arg(long, env = "RPS_BACKTEST_START", value_parser = rps_core::time::parse_utc)]
+    pub start: Option<chrono::DateTime<chrono::Utc>>,
+
+    /// End of the scored hours (RFC 3339, exclusive). Default: after the newest bar.
+    #[arg(long, env = "RPS_BACKTEST_END", value_parser = rps_core::time::parse_utc)]
+    pub end: Option<chrono::DateTime<chrono::Utc>>,
+
+    /// Calibrator window, hours (default: the package's, as trained).
+    #[arg(long, env = "RPS_CALIBRATION_WINDOW")]
+    pub calibration_window: Option<usize>,
+
+    /// ACI step γ (default: the package's, as trained).
+    #[arg(long, env = "RPS_ACI_GAMMA")]
+    pub aci_gamma: Option<f64>,
+
+    /// Where to write the JSON report.
+    #[arg(
+        long,
+        env = "RPS_BACKTEST_REPORT",
+        default_value = "reports/backtest.json"
+    )]
+    pub report: PathBuf,
+
+    /// Also write one CSV row per scored hour here (ts, coin, close, next_close, forecast,
+    /// lower_/upper_ per level), so every figure can be recomputed.
+    #[arg(long, env = "RPS_BACKTEST_ROWS")]
+    pub rows: Option<PathBuf>,
+}
+
+impl BacktestArgs {
+    /// The library's configuration.
+    pub fn config(self) -> BacktestConfig {
+        let (model, cache_dir) = self.model.into_spec();
+        BacktestConfig {
+            store: self.common.store,
+            coins: self.coins.0,
+            model,
+            cache_dir,
+            start: self.start.map(|t| t.timestamp_millis()),
+            end: self.end.map(|t| t.timestamp_millis()),
+            window: self.calibration_window,
+            gamma: self.aci_gamma,
+            report: self.report,
+            rows: self.rows,
+        }
+    }
 }
 
 /// Flags of `rps-monitor drift`.

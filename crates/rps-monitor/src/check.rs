@@ -97,7 +97,7 @@ pub async fn run_drift(cfg: &DriftConfig) -> Result<ExitCode> {
     cfg.rule
         .check()
         .map_err(|(flag, reason)| MonitorError::Usage { flag, reason })?;
-    let model = load_model(cfg).await?;
+    let model = load_model(&cfg.model, &cfg.cache_dir).await?;
     let store = Store::open(&cfg.store)?;
     let mut coins = Vec::new();
     for coin in &cfg.coins {
@@ -168,18 +168,18 @@ pub async fn run_drift(cfg: &DriftConfig) -> Result<ExitCode> {
 }
 
 /// The model compared against, and how the report names it.
-struct Model {
-    forecaster: Forecaster,
+pub(crate) struct Model {
+    pub(crate) forecaster: Forecaster,
     /// The registry version, else the package's own, else a fingerprint.
-    version: String,
+    pub(crate) version: String,
     /// `dir:<path>` or `models:/<name>@<alias>`.
-    source: String,
+    pub(crate) source: String,
 }
 
 /// Resolves the spec, fetches the package and loads it (a download is deleted once loaded).
 /// `Forecaster::load` refuses a package of another feature spec than this build's.
-async fn load_model(cfg: &DriftConfig) -> Result<Model> {
-    let source = cfg.model.open(&cfg.cache_dir)?;
+pub(crate) async fn load_model(spec: &ModelSpec, cache_dir: &Path) -> Result<Model> {
+    let source = spec.open(cache_dir)?;
     let package = source.fetch(&source.probe().await?).await?;
     tokio::task::spawn_blocking(move || {
         let forecaster = Forecaster::load(package.dir()).map_err(|e| MonitorError::ModelLoad {

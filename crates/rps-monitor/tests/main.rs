@@ -4,6 +4,7 @@
 // Fixtures and helpers outside #[test] functions panic on setup failure by design.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod backtest;
 mod cli;
 mod drift;
 mod helpers;
