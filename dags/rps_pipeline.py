@@ -366,17 +366,18 @@ def champion_exists(model_name: str, alias: str = "champion") -> bool:
 def decide_training(
     *, force: bool, hour: int, retrain_hour: int, has_champion: bool, run_drift
 ) -> tuple[str, str]:
-    """Returns (task_id, reason). `run_drift()` -> exit code of `rps-monitor drift`, called only when
-    the cheaper reasons did not already decide."""
+    """Returns (task_id, reason). `run_drift()` -> (exit code of `rps-monitor drift`, the signals
+    its report says fired: psi_share, page_hinkley, coverage), called only when the cheaper
+    reasons did not already decide."""
     if force:
         return "train", "force_train param set"
     if not has_champion:
         return "train", "no champion model registered yet"
     if hour == retrain_hour:
         return "train", f"daily retrain hour ({retrain_hour:02d}:00 UTC)"
-    code = run_drift()
+    code, fired = run_drift()
     if code == 3:
-        return "train", "rps-monitor drift detected data drift (exit 3)"
+        return "train", f"rps-monitor drift: {', '.join(fired) or 'drift'} fired (exit 3)"
     if code == 0:
         return "skip_train", "no drift, champion exists, not the retrain hour"
     raise AirflowException(f"rps-monitor drift failed with exit code {code}")
@@ -440,7 +441,7 @@ with DAG(
                 "(a local registry would not be seen by the other tasks)"
             )
 
-        def run_drift() -> int:
+        def run_drift() -> tuple[int, list[str]]:
             env = dict(os.environ)
             env.setdefault("RPS_STORE", "data")
             if _is_object_store(env["RPS_STORE"]):
@@ -449,7 +450,7 @@ with DAG(
                     return drift_in(Path(scratch), env, log_report=True)
             return drift_in(_workdir(), env, log_report=False)
 
-        def drift_in(workdir: Path, env: dict, log_report: bool) -> int:
+        def drift_in(workdir: Path, env: dict, log_report: bool) -> tuple[int, list[str]]:
             flags = {
                 "--store": env["RPS_STORE"],
                 "--coins": str(params["coins"]),
@@ -467,6 +468,12 @@ with DAG(
             for line in (proc.stdout + proc.stderr).splitlines():
                 log.info("rps-monitor drift: %s", line)
             report = workdir / "reports" / "drift.json"
+            fired: list[str] = []
+            if report.is_file():
+                try:
+                    fired = [str(s) for s in json.loads(report.read_text()).get("fired", [])]
+                except ValueError:
+                    fired = []
             if log_report and report.is_file():
                 # rps-monitor writes its report to a local file only; here it is kept in the log,
                 # on one line.
@@ -476,7 +483,7 @@ with DAG(
                 except ValueError:
                     text = " ".join(text.split())
                 log.info("drift report: %s", text)
-            return proc.returncode
+            return proc.returncode, fired
 
         choice, reason = decide_training(
             force=bool(params["force_train"]),

@@ -307,7 +307,7 @@ def decide(module, drift_code=0, **kw):
 
     def run_drift():
         calls.append(1)
-        return drift_code
+        return drift_code, (["coverage"] if drift_code == 3 else [])
 
     args = {"force": False, "hour": 5, "retrain_hour": 0, "has_champion": True, **kw}
     choice, _reason = module.decide_training(run_drift=run_drift, **args)
@@ -316,6 +316,18 @@ def decide(module, drift_code=0, **kw):
 
 def test_drift_detected_trains(module):
     assert decide(module, drift_code=3) == ("train", 1)
+
+
+def test_the_reason_names_the_signals_that_fired(module):
+    choice, reason = module.decide_training(
+        force=False,
+        hour=5,
+        retrain_hour=0,
+        has_champion=True,
+        run_drift=lambda: (3, ["page_hinkley", "coverage"]),
+    )
+    assert choice == "train"
+    assert reason == "rps-monitor drift: page_hinkley, coverage fired (exit 3)"
 
 
 def test_no_drift_skips_training(module):

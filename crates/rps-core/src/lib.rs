@@ -19,3 +19,17 @@ pub use error::{CoreError, Result};
 pub use exit::ExitCode;
 pub use schema::{Bar, Source};
 pub use storage::Store;
+
+/// Runs CPU-bound work `f` (seconds of model forecasts, say) from async code: under a
+/// multi-thread tokio runtime with `block_in_place`, so the other tasks keep their workers;
+/// directly elsewhere (a current-thread runtime, where `block_in_place` would panic, or no
+/// runtime).
+pub fn cpu_bound<T>(f: impl FnOnce() -> T) -> T {
+    let multi_thread = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if multi_thread {
+        tokio::task::block_in_place(f)
+    } else {
+        f()
+    }
+}

@@ -130,6 +130,19 @@ pub struct DriftArgs {
     )]
     pub share: f64,
 
+    /// Realised coverage of the 90 % interval over the window below which the intervals have
+    /// broken down (a retraining signal).
+    #[arg(long, env = "RPS_COVERAGE_FLOOR", default_value_t = 0.80)]
+    pub coverage_floor: f64,
+
+    /// Page-Hinkley tolerance δ on the standardised errors |error| / σ̂ of the window.
+    #[arg(long, env = "RPS_PH_DELTA", default_value_t = 0.1)]
+    pub ph_delta: f64,
+
+    /// Page-Hinkley alarm threshold λ (a retraining signal when exceeded in the window).
+    #[arg(long, env = "RPS_PH_LAMBDA", default_value_t = 25.0)]
+    pub ph_lambda: f64,
+
     /// Where to write the JSON report.
     #[arg(long, env = "RPS_DRIFT_REPORT", default_value = "reports/drift.json")]
     pub report: PathBuf,
@@ -150,6 +163,11 @@ impl DriftArgs {
             model,
             cache_dir,
             window_hours: self.window_hours,
+            errors: rps_monitor::ErrorRule {
+                coverage_floor: self.coverage_floor,
+                ph_delta: self.ph_delta,
+                ph_lambda: self.ph_lambda,
+            },
             rule: DriftRule {
                 threshold: self.threshold,
                 share: self.share,

@@ -179,14 +179,7 @@ pub async fn run_backtest(cfg: &BacktestConfig) -> Result<BacktestReport> {
         let (model_ref, coin_s) = (&model, coin.clone());
         let (start, end) = (cfg.start, cfg.end);
         let go = || replay_coin(model_ref, params, &coin_s, &bars, start, end);
-        // CPU-bound for seconds: off the async workers when the runtime allows it.
-        let multi_thread = tokio::runtime::Handle::try_current()
-            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-        let replayed = if multi_thread {
-            tokio::task::block_in_place(go)?
-        } else {
-            go()?
-        };
+        let replayed = rps_core::cpu_bound(go)?;
         per_coin.push(replayed);
     }
     let report = report(&model, &per_coin);

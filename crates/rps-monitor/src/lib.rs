@@ -24,6 +24,8 @@ pub mod drift;
 pub mod error;
 
 pub use backtest::{BacktestConfig, BacktestReport, run_backtest};
-pub use check::{CoinDrift, DriftConfig, DriftReport, MIN_ROWS, run_drift};
+pub use check::{
+    CoinDrift, DriftConfig, DriftReport, ErrorRule, ErrorSignals, MIN_ROWS, run_drift,
+};
 pub use drift::{DriftRule, InputWindow, PageHinkley, PsiSummary, psi_summary};
 pub use error::{MonitorError, Result, classify};

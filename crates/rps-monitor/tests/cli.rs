@@ -51,7 +51,10 @@ async fn bad_flags_exit_2_naming_the_flag_and_a_drift_verdict_exits_3_with_its_r
         "{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(stdout.contains("DRIFT, retrain"), "{stdout}");
+    assert!(
+        stdout.contains("DRIFT (psi_share fired), retrain"),
+        "{stdout}"
+    );
     let r: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
     assert_eq!(r["drift"], true, "{r}");
     assert_eq!(r["share_needed"], 0.5, "{r}");

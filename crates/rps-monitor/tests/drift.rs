@@ -100,11 +100,87 @@ async fn the_drift_command_exits_0_on_training_data_and_3_on_shifted_data_with_a
         String::from_utf8_lossy(&out.stdout)
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("DRIFT, retrain"), "{stdout}");
+    assert!(
+        stdout.contains("DRIFT (psi_share fired), retrain"),
+        "{stdout}"
+    );
     let r = read_report(&report);
     assert!(
         r["coins"][0]["drifted_share"].as_f64().unwrap() >= 0.5,
         "{r}"
+    );
+}
+
+/// Bars whose high/low ranges are `k` times narrower in log terms, closes unchanged: the
+/// market moves as much as before but looks calm to the range-based volatility forecast.
+fn narrowed_ranges(src: &[rps_core::Bar], k: f64) -> Vec<rps_core::Bar> {
+    src.iter()
+        .map(|b| rps_core::Bar {
+            high: b.close * (b.high / b.close).powf(k),
+            low: b.close * (b.low / b.close).powf(k),
+            open: b.close,
+            ..b.clone()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn intervals_that_stop_covering_fire_the_coverage_and_page_hinkley_signals_without_psi() {
+    let tmp = TempDir::new().unwrap();
+    let report = tmp.path().join("drift.json");
+    // The training bars themselves: no signal fires.
+    let store = features_store(reference_bars()).await;
+    let out = drift_cmd(store.path(), &report, 168, None, &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let r = read_report(&report);
+    assert_eq!(r["fired"], serde_json::json!([]), "{r}");
+    let c = &r["coins"][0]["errors"];
+    assert!(c["scored_hours"].as_u64().unwrap() >= 160, "{c}");
+    assert!(c["coverage"]["0.8"].as_f64().unwrap() > 0.6, "{c}");
+    // The last week's ranges ten times narrower: σ̂ collapses, the intervals (calibrated on
+    // the months before) stop covering, errors in σ̂ units grow. One feature's PSI
+    // (range_rel) moves, far from the share needed.
+    let mut bars = reference_bars().to_vec();
+    let week = bars.len() - 168;
+    let narrow = narrowed_ranges(&bars[week..], 0.1);
+    bars.splice(week.., narrow);
+    let store = features_store(&bars).await;
+    // ACI wins much of the coverage back within the week (about 0.88 at 95 %): the floor is
+    // set for the 95 % level checked here.
+    let out = drift_cmd(
+        store.path(),
+        &report,
+        168,
+        None,
+        &["--coverage-floor", "0.9"],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "{stdout}");
+    let r = read_report(&report);
+    assert_eq!(
+        r["fired"],
+        serde_json::json!(["page_hinkley", "coverage"]),
+        "{r}"
+    );
+    assert_eq!(
+        r["coins"][0]["drift"], false,
+        "PSI alone sees no drift: {r}"
+    );
+    let e = &r["coins"][0]["errors"];
+    assert!(e["coverage_breach"].as_bool().unwrap(), "{e}");
+    // The fixture's levels are 0.8 and 0.95: the one nearest 0.9 is checked.
+    assert_eq!(e["coverage_level"], 0.95, "{e}");
+    assert!(e["coverage"]["0.95"].as_f64().unwrap() < 0.9, "{e}");
+    assert!(e["coverage"]["0.8"].as_f64().unwrap() < 0.7, "{e}");
+    assert!(e["page_hinkley_alarm"].as_bool().unwrap(), "{e}");
+    assert!(
+        stdout.contains("DRIFT (page_hinkley, coverage fired)"),
+        "{stdout}"
     );
 }
 

@@ -535,14 +535,8 @@ fn walk_forward(cfg: &Config, prep: &Prepared) -> Result<Option<WalkForward>, Tr
             cfg.max_train_rows,
         )
     };
-    // CPU-bound for minutes: keep it off the async workers when the runtime allows.
-    let multi_thread = tokio::runtime::Handle::try_current()
-        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-    Ok(Some(if multi_thread {
-        tokio::task::block_in_place(go)?
-    } else {
-        go()?
-    }))
+    // CPU-bound for minutes.
+    Ok(Some(rps_core::cpu_bound(go)?))
 }
 
 /// Predicted log returns of a forecaster for windows of the prepared data (serving path).
