@@ -17,7 +17,9 @@ use rps_core::parquet_io;
 use rps_core::time::{HOUR_MS, fmt_ms};
 use rps_features as features;
 use rps_mlflow::source::ModelSpec;
-use rps_model::intervals::{self, CalibratorParams, OnlineCalibrator, ScoredHour, summarize};
+use rps_model::intervals::{
+    self, CalibratorParams, IntervalSummary, OnlineCalibrator, ScoredHour, summarize,
+};
 use serde::Serialize;
 use tracing::info;
 
@@ -73,23 +75,6 @@ pub struct PointFigures {
     pub skill: f64,
 }
 
-/// One level's served intervals.
-#[derive(Debug, Clone, Serialize)]
-pub struct LevelFigures {
-    /// Share of hours whose next close fell inside.
-    pub coverage: f64,
-    /// Mean width, USD.
-    pub mean_width_usd: f64,
-    /// Mean Winkler interval score, USD.
-    pub interval_score_usd: f64,
-    /// Lowest coverage of any 720 consecutive scored hours (null with fewer).
-    pub worst_720h_coverage: Option<f64>,
-    /// Longest run of consecutive misses.
-    pub longest_miss_run_hours: usize,
-    /// Coverage in the hours of low, middle and high forecast σ̂.
-    pub coverage_by_vol_tercile: Vec<f64>,
-}
-
 /// One level of the static baseline.
 #[derive(Debug, Clone, Serialize)]
 pub struct StaticFigures {
@@ -112,7 +97,7 @@ pub struct Figures {
     /// Point forecast.
     pub point: PointFigures,
     /// Served intervals by level (`"0.9"`).
-    pub intervals: BTreeMap<String, LevelFigures>,
+    pub intervals: BTreeMap<String, IntervalSummary>,
     /// The static baseline by level.
     pub baseline_static: BTreeMap<String, StaticFigures>,
 }
@@ -287,17 +272,9 @@ fn figures(hours: &[&ScoredHour], skipped: usize, statics: &[(f64, f64)]) -> Fig
     for (k, &(level, q)) in statics.iter().enumerate() {
         let lower: Vec<f64> = hours.iter().map(|h| h.intervals[k].lower).collect();
         let upper: Vec<f64> = hours.iter().map(|h| h.intervals[k].upper).collect();
-        let s = summarize(level, &lower, &upper, &actual, Some(&sigma));
         iv.insert(
             level_key(level),
-            LevelFigures {
-                coverage: s.coverage,
-                mean_width_usd: s.mean_width_usd,
-                interval_score_usd: s.interval_score_usd,
-                worst_720h_coverage: s.worst_720h_coverage,
-                longest_miss_run_hours: s.longest_miss_run_hours,
-                coverage_by_vol_tercile: s.coverage_by_vol_tercile,
-            },
+            summarize(level, &lower, &upper, &actual, Some(&sigma)),
         );
         let lower: Vec<f64> = hours
             .iter()

@@ -39,7 +39,8 @@ pub fn rolling_coverage(inside: &[bool], window: usize) -> Vec<f64> {
 /// How one interval level did on a set of rows.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct IntervalSummary {
-    /// The nominal level, as a fraction.
+    /// The nominal level, as a fraction (not serialized: reports key the figures by level).
+    #[serde(skip)]
     pub level: f64,
     /// Share of rows whose outcome fell inside.
     pub coverage: f64,
