@@ -14,12 +14,14 @@
 //! [`connections`] the accept loop and its limits, [`api`] the JSON shapes, [`validate`] the
 //! input rules, [`state`] the shared state (forecast cache, monitoring, hot reload) and the
 //! flow's domain errors, [`error`] their mapping to HTTP, [`model`] the loaded model (its
-//! source is [`rps_mlflow::source`]), [`monitor`] the live drift state over `rps_monitor`'s
-//! detectors, [`metrics`] every metric name.
+//! source is [`rps_mlflow::source`]) and [`calibration`] its per-coin online interval
+//! calibrators, [`monitor`] the live drift state over `rps_monitor`'s detectors, [`metrics`]
+//! every metric name.
 
 #![deny(missing_docs)]
 
 pub mod api;
+pub mod calibration;
 pub mod connections;
 pub mod error;
 pub mod metrics;

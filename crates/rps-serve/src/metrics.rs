@@ -37,6 +37,9 @@ pub const NAMES: &[&str] = &[
     FORECAST_LOWER,
     FORECAST_UPPER,
     ACTUAL_CLOSE,
+    INTERVAL_COVERAGE,
+    INTERVAL_ALPHA,
+    FORECAST_SIGMA,
     PREDICTIONS,
     OPEN_CONNECTIONS,
     CONNECTIONS_SHED,
@@ -73,6 +76,14 @@ pub const FORECAST_LOWER: &str = "rps_forecast_lower_usd";
 pub const FORECAST_UPPER: &str = "rps_forecast_upper_usd";
 /// Latest realised close per coin (store or feedback), USD.
 pub const ACTUAL_CLOSE: &str = "rps_actual_close_usd";
+/// Realised coverage of each coin's intervals per level over the last 168 scored hours of its
+/// calibrator state (share of hours whose close fell inside).
+pub const INTERVAL_COVERAGE: &str = "rps_interval_coverage_168h";
+/// The calibrator's current miscoverage target αₜ per coin and level (adaptive conformal
+/// inference moves it from `1 − level`).
+pub const INTERVAL_ALPHA: &str = "rps_interval_alpha";
+/// Forecast volatility σ̂ of the next hour's log return per coin (the newest stored hour's).
+pub const FORECAST_SIGMA: &str = "rps_forecast_sigma";
 /// Forecasts served per coin (cache hits included).
 pub const PREDICTIONS: &str = "rps_predictions_total";
 /// HTTP connections open right now.
@@ -197,6 +208,12 @@ pub struct Metrics {
     pub forecast_upper: Family<CoinLevelLabels, GaugeF>,
     /// [`ACTUAL_CLOSE`]
     pub actual_close: Family<CoinLabels, GaugeF>,
+    /// [`INTERVAL_COVERAGE`]
+    pub interval_coverage: Family<CoinLevelLabels, GaugeF>,
+    /// [`INTERVAL_ALPHA`]
+    pub interval_alpha: Family<CoinLevelLabels, GaugeF>,
+    /// [`FORECAST_SIGMA`]
+    pub forecast_sigma: Family<CoinLabels, GaugeF>,
     /// [`PREDICTIONS`]
     pub predictions: Family<CoinLabels, Counter>,
     /// [`OPEN_CONNECTIONS`]
@@ -247,6 +264,9 @@ impl Metrics {
             forecast_lower: Family::default(),
             forecast_upper: Family::default(),
             actual_close: Family::default(),
+            interval_coverage: Family::default(),
+            interval_alpha: Family::default(),
+            forecast_sigma: Family::default(),
             predictions: Family::default(),
             open_connections: Gauge::default(),
             connections_shed: Counter::default(),
@@ -328,6 +348,21 @@ impl Metrics {
             ACTUAL_CLOSE,
             "Latest realised close per coin, USD",
             m.actual_close.clone(),
+        );
+        r.register(
+            INTERVAL_COVERAGE,
+            "Realised coverage of the intervals per coin and level over the last 168 scored hours",
+            m.interval_coverage.clone(),
+        );
+        r.register(
+            INTERVAL_ALPHA,
+            "Current adaptive miscoverage target alpha_t of the online calibrator per coin and level",
+            m.interval_alpha.clone(),
+        );
+        r.register(
+            FORECAST_SIGMA,
+            "Forecast volatility (sigma of the next hour's log return) per coin, newest stored hour",
+            m.forecast_sigma.clone(),
         );
         r.register(
             reg_name(PREDICTIONS),
@@ -457,6 +492,9 @@ mod tests {
         m.forecast_lower.get_or_create(&lvl).set(1.0);
         m.forecast_upper.get_or_create(&lvl).set(1.0);
         m.actual_close.get_or_create(&coin).set(1.0);
+        m.interval_coverage.get_or_create(&lvl).set(0.9);
+        m.interval_alpha.get_or_create(&lvl).set(0.1);
+        m.forecast_sigma.get_or_create(&coin).set(0.004);
         m.predictions.get_or_create(&coin).inc();
         let text = m.encode();
         for name in NAMES {

@@ -2,11 +2,15 @@
 //! directory or a registry alias, probed cheaply and fetched only when it points somewhere
 //! new — is [`rps_mlflow::source`], shared with the drift check.
 
+use std::collections::BTreeSet;
+
+use rps_core::{Store, parquet_io};
 use rps_features::spec;
 use rps_mlflow::source::{Candidate, FetchedPackage, ModelSource};
 use rps_model::{Forecaster, ModelMetadata};
 
 use crate::api::ModelRef;
+use crate::calibration::{Calibrations, CoinCalibration};
 use crate::error::{Result, ServeError};
 use crate::metrics::ModelInfoLabels;
 
@@ -30,19 +34,63 @@ pub struct LoadedModel {
     /// The scale Page-Hinkley divides absolute log errors by (a conformal quantile), so its
     /// thresholds mean the same for every model and price level.
     pub error_scale: f64,
+    /// The online calibrator state of each coin it serves (see [`crate::calibration`]),
+    /// built from the store before the model serves and swapped with it.
+    pub calibration: Calibrations,
 }
 
 impl LoadedModel {
-    /// Fetches what [`ModelSource::probe`] found and loads it; a downloaded copy is deleted
-    /// once loaded (the weights live in memory).
-    pub async fn fetch(source: &ModelSource, cand: &Candidate) -> Result<Self> {
+    /// Fetches what [`ModelSource::probe`] found, loads it and builds its calibrator states
+    /// from `store` ([`LoadedModel::calibrate`]); a downloaded copy is deleted once loaded
+    /// (the weights live in memory).
+    pub async fn fetch(source: &ModelSource, cand: &Candidate, store: &Store) -> Result<Self> {
         let package = source.fetch(cand).await?;
-        tokio::task::spawn_blocking(move || LoadedModel::load(&package))
+        let model = tokio::task::spawn_blocking(move || LoadedModel::load(&package))
             .await
-            .map_err(|e| ServeError::Server(std::io::Error::other(e)))?
+            .map_err(|e| ServeError::Server(std::io::Error::other(e)))??;
+        model.calibrate(store).await
     }
 
-    /// Loads a fetched package directory (blocking file I/O).
+    /// Builds the calibrator state of every coin the model serves — the package's coins and
+    /// the store's — by replaying each coin's last stored hours through the model, off the
+    /// async workers. A coin whose bars cannot be read (logged) or that has none starts from
+    /// the package's calibrator; the load never fails for it.
+    pub async fn calibrate(self, store: &Store) -> Result<Self> {
+        let mut coins: BTreeSet<String> = self
+            .meta()
+            .data
+            .coins
+            .iter()
+            .map(|c| c.to_ascii_uppercase())
+            .collect();
+        match parquet_io::stored_coins(store).await {
+            Ok(stored) => coins.extend(stored),
+            Err(e) => {
+                tracing::warn!(error = %e, "listing the store's coins failed: calibrating the model's own coins only")
+            }
+        }
+        let mut bars = Vec::with_capacity(coins.len());
+        for coin in coins {
+            let mut b = parquet_io::read_bars(store, &coin).await.unwrap_or_else(|e| {
+                tracing::warn!(coin, error = %e, "reading the stored bars failed: the calibrator starts from the package's state");
+                Vec::new()
+            });
+            b.sort_by_key(|b| b.ts);
+            bars.push((coin, b));
+        }
+        tokio::task::spawn_blocking(move || {
+            for (coin, b) in bars {
+                let state = CoinCalibration::build(&self.forecaster, &coin, &b);
+                self.calibration.set(state);
+            }
+            self
+        })
+        .await
+        .map_err(|e| ServeError::Server(std::io::Error::other(e)))
+    }
+
+    /// Loads a fetched package directory (blocking file I/O), without calibrator states yet
+    /// ([`LoadedModel::calibrate`] builds them).
     pub fn load(package: &FetchedPackage) -> Result<Self> {
         let dir = package.dir();
         let mut forecaster = Forecaster::load(dir).map_err(|e| ServeError::ModelLoad {
@@ -79,6 +127,7 @@ impl LoadedModel {
             loaded_at_ms: chrono::Utc::now().timestamp_millis(),
             psi_columns,
             error_scale,
+            calibration: Calibrations::default(),
         })
     }
 

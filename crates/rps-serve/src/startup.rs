@@ -66,6 +66,7 @@ impl Application {
                 reason,
             })?;
         let source = config.model.open(&config.cache_dir)?;
+        let store = Store::open(&config.store)?;
         // A registry that cannot be reached (MLflow down, not up yet under compose) is waited
         // for, never a reason to exit: the server runs unready and the poll retries it.
         let unreachable = |e: &dyn std::fmt::Display| {
@@ -73,7 +74,7 @@ impl Application {
         };
         let mut failed_first = false;
         let model = match source.probe().await {
-            Ok(candidate) => match LoadedModel::fetch(&source, &candidate).await {
+            Ok(candidate) => match LoadedModel::fetch(&source, &candidate, &store).await {
                 Ok(m) => Some(m),
                 Err(e) if e.exit_code() == ExitCode::External => {
                     unreachable(&e);
@@ -93,7 +94,6 @@ impl Application {
             }
             Err(e) => return Err(e.into()),
         };
-        let store = Store::open(&config.store)?;
         let state = AppState::new(config.settings, model, source, store);
         if failed_first {
             state.metrics().observe_reload(false);

@@ -46,6 +46,7 @@ async fn bars_a_client_sends_get_a_forecast_and_change_no_monitoring_state() {
         sample(&app.metrics().await, gauge),
         store_f["forecast_close"].as_f64()
     );
+    let calibration = app.state.calibration(COIN).unwrap().calibrator().state();
 
     // Five windows of wild bars ending at the store's newest hour, the last with a spike:
     // each gets its forecast (for the same hour the store forecast waits for).
@@ -62,9 +63,14 @@ async fn bars_a_client_sends_get_a_forecast_and_change_no_monitoring_state() {
         assert_eq!(f["for_hour"], store_f["for_hour"], "{f}");
     }
 
-    // Nothing moved: the PSI window, the drift verdict, the latest-forecast gauge.
+    // Nothing moved: the PSI window, the drift verdict, the latest-forecast gauge, the
+    // calibrator state the intervals come from.
     let drift_after: Value = app.get("/drift").await.json().await.unwrap();
     assert_eq!(drift_after["data"], drift_before["data"]);
+    assert_eq!(
+        app.state.calibration(COIN).unwrap().calibrator().state(),
+        calibration
+    );
     let m = app.metrics().await;
     assert_eq!(sample(&m, "rps_data_drift"), Some(0.0));
     assert_eq!(sample(&m, gauge), store_f["forecast_close"].as_f64());

@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod bad_input;
+mod calibration;
 mod cli;
 mod drift;
 mod helpers;

@@ -16,7 +16,7 @@ async fn reference(app: &TestApp, newest: i64) -> (&'static [Bar], Value) {
 }
 
 /// `bars` as MLflow records with RFC 3339 times.
-fn records(bars: &[Bar]) -> Vec<Value> {
+pub fn records(bars: &[Bar]) -> Vec<Value> {
     bars.iter()
         .map(|b| {
             json!({"ts": fmt_ms(b.ts), "open": b.open, "high": b.high, "low": b.low,
@@ -183,7 +183,7 @@ async fn bad_mlflow_input_is_a_400_in_mlflows_error_shape() {
 }
 
 /// The OIP input tensors of `bars` (ts as unix seconds, or RFC 3339 text).
-fn tensors(bars: &[Bar], ts_text: bool) -> Value {
+pub fn tensors(bars: &[Bar], ts_text: bool) -> Value {
     let n = bars.len();
     let col = |f: fn(&Bar) -> f64| bars.iter().map(f).collect::<Vec<_>>();
     let ts = if ts_text {
@@ -204,7 +204,7 @@ fn tensors(bars: &[Bar], ts_text: bool) -> Value {
     ])
 }
 
-fn output<'a>(v: &'a Value, name: &str) -> &'a Value {
+pub fn output<'a>(v: &'a Value, name: &str) -> &'a Value {
     v["outputs"]
         .as_array()
         .unwrap()

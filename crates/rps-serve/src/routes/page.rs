@@ -1,5 +1,6 @@
 //! `GET /`: a self-contained HTML page for people — the served model, recent closes with the
-//! latest forecast and its intervals, recent forecasts, realised errors and drift status.
+//! latest forecast and its intervals, the intervals' realised coverage against nominal with
+//! the calibrator's αₜ and σ̂, recent forecasts, realised errors and drift status.
 //! Rendered with minijinja from `templates/index.html` (inline CSS and SVG, no external
 //! assets, so it works offline and behind any proxy).
 
@@ -15,6 +16,7 @@ use rps_core::time::{HOUR_MS, fmt_ms};
 use serde::Serialize;
 
 use crate::api::ForecastOut;
+use crate::calibration::{COVERAGE_HOURS, CoinCalibration, replay_hours};
 use crate::state::AppState;
 
 static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
@@ -36,6 +38,52 @@ struct CoinView {
     last_close: f64,
     chart: Option<Chart>,
     forecast: Option<ForecastOut>,
+}
+
+/// One coin's calibrator state: coverage of each level over the last 168 h against nominal.
+#[derive(Serialize)]
+struct CalibrationView {
+    coin: String,
+    /// `None` for the package's calibrator as trained (no stored hours replayed).
+    first: Option<String>,
+    newest: Option<String>,
+    scored: usize,
+    /// σ̂ of the next hour's log return, in percent.
+    sigma_pct: Option<f64>,
+    levels: Vec<LevelView>,
+}
+
+#[derive(Serialize)]
+struct LevelView {
+    /// The nominal level in percent (`90`).
+    label: String,
+    coverage_pct: Option<f64>,
+    hours: usize,
+    alpha: f64,
+    /// More than 10 points below nominal (the 90 % alert's margin).
+    low: bool,
+}
+
+fn calibration_view(c: &CoinCalibration) -> CalibrationView {
+    let r = c.replayed();
+    CalibrationView {
+        coin: c.coin().to_string(),
+        first: r.map(|r| fmt_ms(r.first_ts)),
+        newest: r.map(|r| fmt_ms(r.last_ts)),
+        scored: c.scored(),
+        sigma_pct: c.sigma().map(|s| s * 100.0),
+        levels: c
+            .coverage()
+            .into_iter()
+            .map(|l| LevelView {
+                label: super::level_label(l.level),
+                coverage_pct: l.coverage.map(|v| v * 100.0),
+                hours: l.hours,
+                alpha: l.alpha,
+                low: l.coverage.is_some_and(|v| v < l.level - 0.1),
+            })
+            .collect(),
+    }
 }
 
 /// An SVG line chart of closes plus the forecast point and its widest interval.
@@ -156,6 +204,12 @@ pub async fn index(State(state): State<AppState>) -> Response {
         .map(|s| s.psi.clone().into_iter().collect())
         .unwrap_or_default();
     psi_rows.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let calibration: Vec<CalibrationView> = model
+        .calibration
+        .all()
+        .iter()
+        .map(|c| calibration_view(c))
+        .collect();
     let settings = state.settings();
     let ctx = context! {
         model => context! {
@@ -164,6 +218,9 @@ pub async fn index(State(state): State<AppState>) -> Response {
             source => model.source.clone(), min_bars => model.forecaster.min_bars(),
         },
         coins => Serde(&coins),
+        calibration => Serde(&calibration),
+        coverage_hours => COVERAGE_HOURS,
+        replay_hours => replay_hours(&model.forecaster),
         forecasts => Serde(&forecasts),
         realised,
         mae,

@@ -1,7 +1,8 @@
 //! The forecast cache of store-backed coins: each coin's newest stored bars, and its
-//! forecast (or why there is none) computed once per (newest bar, model) and served, as
-//! pre-serialised bytes, until either changes. Fresh stored hours are handed to
-//! [`super::monitoring`] as they are read.
+//! forecast (or why there is none) computed once per (newest bar, model, calibrator state)
+//! and served, as pre-serialised bytes, until one changes. Each read of the store first
+//! brings the coin's calibrator state forward ([`super::calibration`]); fresh stored hours
+//! are handed to [`super::monitoring`] as they are read.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
@@ -48,8 +49,9 @@ impl ForecastCache {
 struct CoinState {
     /// Newest bars, ascending (enough for the model plus [`EXTRA_BARS`]).
     tail: Vec<Bar>,
-    /// The forecast (or why there is none) for (model key, newest bar).
-    result: Option<(String, i64, Cached)>,
+    /// The forecast (or why there is none) for (model key, newest bar, generation of the
+    /// calibrator state it took its intervals from).
+    result: Option<(String, i64, u64, Cached)>,
     /// The cached forecast's response body (`cached: true`), serialised once: a cache hit is
     /// a copy of these bytes' handle.
     body: Option<Bytes>,
@@ -59,15 +61,25 @@ impl CoinState {
     fn newest(&self) -> Option<i64> {
         self.tail.last().map(|b| b.ts)
     }
-    fn cached(&self, model_key: &str) -> Option<Cached> {
+    fn cached(&self, model_key: &str, calibration: u64) -> Option<Cached> {
         match (&self.result, self.newest()) {
-            (Some((k, ts, r)), Some(newest)) if k == model_key && *ts == newest => Some(r.clone()),
+            (Some((k, ts, g, r)), Some(newest))
+                if k == model_key && *ts == newest && *g == calibration =>
+            {
+                Some(r.clone())
+            }
             _ => None,
         }
     }
-    fn cached_body(&self, model_key: &str) -> Option<Result<Bytes, ForecastError>> {
+    fn cached_body(
+        &self,
+        model_key: &str,
+        calibration: u64,
+    ) -> Option<Result<Bytes, ForecastError>> {
         match (&self.result, self.newest()) {
-            (Some((k, ts, r)), Some(newest)) if k == model_key && *ts == newest => {
+            (Some((k, ts, g, r)), Some(newest))
+                if k == model_key && *ts == newest && *g == calibration =>
+            {
                 Some(match (r, &self.body) {
                     (Ok(_), Some(b)) => Ok(b.clone()),
                     (Ok(f), None) => Ok(body_of(f)),
@@ -91,27 +103,37 @@ fn body_of(f: &ForecastOut) -> Bytes {
 }
 
 impl AppState {
-    /// A forecast from a client's bars (already validated). Client bars are not trusted:
-    /// they get a forecast and touch no monitoring state (PSI window, waiting forecasts,
-    /// gauges, realised errors) and no cache.
+    /// A forecast from a client's bars (already validated), with the intervals of the coin's
+    /// calibrator state. Client bars are not trusted: they get a forecast and touch no
+    /// monitoring state (PSI window, waiting forecasts, gauges, realised errors), no
+    /// calibrator state and no cache.
     pub fn forecast_bars(&self, coin: &str, bars: &[Bar]) -> Result<ForecastOut, ForecastError> {
         let model = self.model()?;
-        forecast::infer(self.metrics(), &model, coin, bars, "request")
+        let cal = model.calibration.get(coin);
+        forecast::infer(
+            self.metrics(),
+            &model,
+            cal.as_deref(),
+            coin,
+            bars,
+            "request",
+        )
     }
 
-    /// The forecast for a coin's newest stored hour: computed once per (newest bar, model)
-    /// and served from the cache after that.
+    /// The forecast for a coin's newest stored hour: computed once per (newest bar, model,
+    /// calibrator state) and served from the cache after that.
     pub async fn forecast_store(&self, coin: &str) -> Result<ForecastOut, ForecastError> {
         let model = self.model()?;
         let slot = self.inner.cache.slot(coin);
-        if let Some(hit) = slot.read().await.cached(&model.key) {
+        let generation = model.calibration.generation(coin);
+        if let Some(hit) = slot.read().await.cached(&model.key, generation) {
             return hit.map(|f| ForecastOut {
                 cached: true,
                 ..(*f).clone()
             });
         }
         let mut st = slot.write().await;
-        if let Some(hit) = st.cached(&model.key) {
+        if let Some(hit) = st.cached(&model.key, model.calibration.generation(coin)) {
             return hit.map(|f| ForecastOut {
                 cached: true,
                 ..(*f).clone()
@@ -129,13 +151,14 @@ impl AppState {
     /// (no clone of the forecast, no serialisation per request).
     pub async fn forecast_store_body(&self, coin: &str) -> Result<Bytes, ForecastError> {
         let model = self.model()?;
+        let generation = model.calibration.generation(coin);
         if let Some(hit) = self
             .inner
             .cache
             .slot(coin)
             .read()
             .await
-            .cached_body(&model.key)
+            .cached_body(&model.key, generation)
         {
             return hit;
         }
@@ -145,8 +168,15 @@ impl AppState {
             .map_err(|e| ForecastError::Serialize(Arc::new(e)))
     }
 
-    /// Reads the newest bars of `coin` from the store.
-    async fn read_tail(&self, coin: &str, model: &LoadedModel) -> Result<Vec<Bar>, ForecastError> {
+    /// Reads the newest bars of `coin` from the store, after bringing `model`'s calibrator
+    /// state of the coin up to all of them.
+    async fn read_tail(
+        &self,
+        coin: &str,
+        model: &Arc<LoadedModel>,
+    ) -> Result<Vec<Bar>, ForecastError> {
+        let updating = model.calibration.update_lock(coin);
+        let _one_at_a_time = updating.lock().await;
         let mut bars = parquet_io::read_bars(self.store(), coin)
             .await
             .map_err(|e| ForecastError::Store {
@@ -157,6 +187,7 @@ impl AppState {
             return Err(ForecastError::NoStoredBars { coin: coin.into() });
         }
         bars.sort_by_key(|b| b.ts);
+        let mut bars = self.sync_calibration(model, coin, bars).await?;
         // Enough for a forecast and the page's chart, and for the PSI window: data drift is
         // measured on the store's own recent hours, never on bars a client sent.
         let keep = (model.forecaster.min_bars() + EXTRA_BARS)
@@ -185,22 +216,30 @@ impl AppState {
 
     /// Computes (once) and caches the forecast for the state's newest bar and `model`.
     fn compute_cached(&self, st: &mut CoinState, model: &LoadedModel, coin: &str) -> Cached {
-        if let Some(hit) = st.cached(&model.key) {
+        let (generation, cal) = model.calibration.current(coin);
+        if let Some(hit) = st.cached(&model.key, generation) {
             return hit;
         }
         let Some(newest) = st.newest() else {
             return Err(ForecastError::NoCachedBars { coin: coin.into() });
         };
         let start = st.tail.len().saturating_sub(model.forecaster.min_bars());
-        let r =
-            forecast::infer(self.metrics(), model, coin, &st.tail[start..], "store").map(Arc::new);
+        let r = forecast::infer(
+            self.metrics(),
+            model,
+            cal.as_deref(),
+            coin,
+            &st.tail[start..],
+            "store",
+        )
+        .map(Arc::new);
         if let Ok(f) = &r {
             self.inner
                 .monitoring
                 .record_store_forecast(self.metrics(), model, f);
         }
         st.body = r.as_ref().ok().map(|f| body_of(f));
-        st.result = Some((model.key.clone(), newest, r.clone()));
+        st.result = Some((model.key.clone(), newest, generation, r.clone()));
         r
     }
 

@@ -1,6 +1,7 @@
-//! One forecast from a window of bars: features → model → [`ForecastOut`], or the
-//! [`ForecastError`] saying why not. Pure apart from the inference-latency histogram; the
-//! cache ([`super::cache`]) and monitoring ([`super::monitoring`]) are the callers' business.
+//! One forecast from a window of bars: features → model → [`ForecastOut`] with the intervals
+//! of the coin's calibrator state ([`crate::calibration`]), or the [`ForecastError`] saying
+//! why not. Pure apart from the inference-latency histogram; the cache ([`super::cache`]) and
+//! monitoring ([`super::monitoring`]) are the callers' business.
 
 use std::time::Instant;
 
@@ -10,16 +11,20 @@ use rps_features as features;
 
 use super::ForecastError;
 use crate::api::{ForecastOut, IntervalOut};
+use crate::calibration::CoinCalibration;
 use crate::metrics::Metrics;
 use crate::model::LoadedModel;
 use crate::validate;
 
-/// Computes features and a forecast for `bars` (ascending, consecutive, newest last).
-/// Records nothing but the inference latency: only the store's own forecasts feed monitoring.
-/// CPU-bound, well under a millisecond: run inline.
+/// Computes features and a forecast for `bars` (ascending, consecutive, newest last), with the
+/// intervals of `cal` (the coin's calibrator state; the package's calibrator as trained for a
+/// coin the model holds no state for). Records nothing but the inference latency and changes
+/// no calibrator: only the store's own bars feed monitoring and calibration. CPU-bound, well
+/// under a millisecond: run inline.
 pub(super) fn infer(
     metrics: &Metrics,
     model: &LoadedModel,
+    cal: Option<&CoinCalibration>,
     coin: &str,
     bars: &[Bar],
     source: &str,
@@ -37,12 +42,14 @@ pub(super) fn infer(
             needs: model.forecaster.min_bars(),
         });
     }
-    let f = model
-        .forecaster
-        .predict(&frame)
-        .map_err(|e| ForecastError::CannotForecast {
-            reason: e.to_string(),
-        })?;
+    let fc = &model.forecaster;
+    let f = match cal {
+        Some(c) => fc.predict_with(&frame, c.calibrator()),
+        None => fc.predict(&frame),
+    }
+    .map_err(|e| ForecastError::CannotForecast {
+        reason: e.to_string(),
+    })?;
     metrics
         .inference_latency
         .observe(started.elapsed().as_secs_f64());

@@ -2,10 +2,12 @@
 //! model and its hot reload (`reload.rs`), the forecast cache of store-backed coins
 //! (`cache.rs`, one forecast per newest bar and model, computed by `forecast.rs`), and
 //! monitoring (`monitoring.rs`: PSI, Page-Hinkley, gauges, forecasts awaiting their actual
-//! close), with the [`Settings`] (`settings.rs`). The flow returns domain errors
+//! close), the calibrator states of the served model kept up to the store and their gauges
+//! (`calibration.rs`), with the [`Settings`] (`settings.rs`). The flow returns domain errors
 //! ([`ForecastError`], `error.rs`); only [`crate::error`] turns them into HTTP answers.
 
 mod cache;
+mod calibration;
 mod error;
 mod forecast;
 mod monitoring;
@@ -41,6 +43,7 @@ struct Shared {
     models: reload::ModelSlot,
     cache: cache::ForecastCache,
     monitoring: monitoring::Monitoring,
+    calibration_gauges: calibration::CalibrationGauges,
     started: Instant,
 }
 
@@ -64,7 +67,7 @@ impl AppState {
             metrics.set_model_info(model.info_labels());
         }
         let monitoring = monitoring::Monitoring::new(&settings, &metrics);
-        AppState {
+        let state = AppState {
             inner: Arc::new(Shared {
                 settings,
                 metrics,
@@ -72,9 +75,14 @@ impl AppState {
                 models: reload::ModelSlot::new(model, source),
                 cache: cache::ForecastCache::default(),
                 monitoring,
+                calibration_gauges: calibration::CalibrationGauges::default(),
                 started: Instant::now(),
             }),
+        };
+        if let Some(model) = state.current_model() {
+            state.publish_calibration(&model, None);
         }
+        state
     }
 
     /// The metrics.

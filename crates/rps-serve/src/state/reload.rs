@@ -128,7 +128,7 @@ impl AppState {
         if lock(&slot.refused_key).as_deref() == Some(cand.key.as_str()) {
             return ReloadOutcome::Unchanged;
         }
-        match LoadedModel::fetch(self.source(), &cand).await {
+        match LoadedModel::fetch(self.source(), &cand, self.store()).await {
             Ok(model) => {
                 let version = model.version.clone();
                 self.install(model);
@@ -155,16 +155,19 @@ impl AppState {
         }
     }
 
-    /// Swaps in a new model: requests in flight finish with the old `Arc`, new ones get the
-    /// new model; cached forecasts are keyed by model and so recompute on next use.
+    /// Swaps in a new model with its calibrator states: requests in flight finish with the
+    /// old `Arc`, new ones get the new model; cached forecasts are keyed by model and so
+    /// recompute on next use; the calibration gauges switch to the new model's states.
     pub fn install(&self, model: LoadedModel) {
         self.metrics().set_model_info(model.info_labels());
+        let model = Arc::new(model);
         *self
             .inner
             .models
             .current
             .write()
-            .unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(model));
+            .unwrap_or_else(|p| p.into_inner()) = Some(model.clone());
+        self.publish_calibration(&model, None);
         self.inner.monitoring.on_new_model(self.metrics());
         self.metrics().observe_reload(true);
     }
