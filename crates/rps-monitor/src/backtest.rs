@@ -1,6 +1,6 @@
 //! `rps-monitor backtest`: replays a stored history hour by hour through the serving path —
 //! the stored bars → the feature engine → the model → the online intervals
-//! ([`rps_model::intervals::replay`], the function rps-serve and rps-train run) — for a model
+//! ([`rps_model::intervals::replay()`], the function rps-serve and rps-train run) — for a model
 //! from the registry or a package directory, and reports how the forecasts and intervals did
 //! on hours the model never saw.
 //!

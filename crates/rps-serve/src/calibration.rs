@@ -5,7 +5,7 @@
 //! function of the model and the stored bars alone, so replicas that load the same model
 //! from the same store compute the same state, with no storage shared between them.
 //!
-//! The invariant: a coin's state is, bit for bit, what [`replay`] of every feature row of the
+//! The invariant: a coin's state is, bit for bit, what [`replay()`] of every feature row of the
 //! stored bars from the state's first hour to its newest gives, starting from the package's
 //! calibrator ([`Forecaster::calibrator`]). An update replays only the rows from the newest
 //! hour already replayed on (its outcome was unknown then); the features are recomputed from

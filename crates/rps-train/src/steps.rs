@@ -393,7 +393,7 @@ pub struct TestRows {
 }
 
 /// The served intervals of the test rows: each coin's test hours replayed in order through
-/// the serving path ([`intervals::replay`]), from the package's calibrator state, so every
+/// the serving path ([`intervals::replay()`]), from the package's calibrator state, so every
 /// interval was known before its hour.
 fn replay_test(
     fc: &Forecaster,

@@ -9,7 +9,7 @@
 //!   (Gibbs & Candès 2021) moves αₜ by `γ(α − errₜ)` after every scored hour, so coverage
 //!   returns to nominal when the regime changes. The interval is
 //!   `[Cₜ·e^(μ̂ₜ−qₜσ̂ₜ), Cₜ·e^(μ̂ₜ+qₜσ̂ₜ)]`, nested across levels by construction.
-//! - [`replay`]: an hour-by-hour replay of a feature frame through the serving path
+//! - [`mod@replay`]: an hour-by-hour replay of a feature frame through the serving path
 //!   (features → model → online intervals), scoring only hours whose next bar is exactly
 //!   one hour later.
 //! - [`score`]: coverage, width, Winkler's interval score, rolling coverage and coverage by
