@@ -57,3 +57,34 @@ pub fn s3_env(endpoint: &str) -> Vec<(&'static str, String)> {
         ("AWS_REGION", "us-east-1".into()),
     ]
 }
+
+/// Creates a fresh bucket `rpst-<label>-<pid>-<nanos>` on the S3 test server at `endpoint`
+/// (an unsigned `PUT /<bucket>`, which it accepts) and returns its name.
+///
+/// # Panics
+/// When the server does not answer 200.
+pub fn create_bucket(endpoint: &str, label: &str) -> String {
+    use std::io::{Read, Write};
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let bucket = format!(
+        "rpst-{label}-{}-{}",
+        std::process::id(),
+        nanos % 1_000_000_000
+    );
+    let host = endpoint.trim_start_matches("http://").trim_end_matches('/');
+    let mut conn = std::net::TcpStream::connect(host).expect("S3 test server answers");
+    write!(
+        conn,
+        "PUT /{bucket} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .expect("request sent");
+    let mut resp = String::new();
+    conn.read_to_string(&mut resp).expect("response read");
+    assert!(
+        resp.starts_with("HTTP/1.1 200"),
+        "create bucket {bucket}: {resp}"
+    );
+    bucket
+}

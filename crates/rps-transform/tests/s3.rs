@@ -1,42 +1,14 @@
 //! The real binary on the S3 test server (`RPS_TEST_S3_ENDPOINT`, started by
 //! `.ci/services start`; the test is ignored unless scripts/test runs it).
 
-use std::io::{Read, Write};
-
 use rps_core::storage::S3Options;
 use rps_core::{Store, parquet_io};
+use rps_testkit::service::create_bucket;
 
 use crate::support::{bars_at, put_raw, run_bin, stderr};
 
 const KEY_ID: &str = "rps-test";
 const SECRET: &str = "rps-test-secret";
-
-/// Creates a fresh bucket on the test server (an unsigned `PUT /<bucket>`, which it accepts).
-fn create_bucket(endpoint: &str, test: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let bucket = format!(
-        "rpst-{test}-{}-{}",
-        std::process::id(),
-        nanos % 1_000_000_000
-    );
-    let host = endpoint.trim_start_matches("http://").trim_end_matches('/');
-    let mut conn = std::net::TcpStream::connect(host).expect("S3 test server answers");
-    write!(
-        conn,
-        "PUT /{bucket} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut resp = String::new();
-    conn.read_to_string(&mut resp).unwrap();
-    assert!(
-        resp.starts_with("HTTP/1.1 200"),
-        "create bucket {bucket}: {resp}"
-    );
-    bucket
-}
 
 #[tokio::test]
 #[ignore = "needs the S3 test server; scripts/test starts it"]

@@ -2,41 +2,14 @@
 //! ignored unless scripts/test runs it): with `--report s3://…` a stage on another host can
 //! read what this one found, as the Airflow DAG's tasks do on many workers.
 
-use std::io::{Read, Write};
 use std::process::Command;
 
 use rps_core::Store;
 use rps_core::storage::S3Options;
+use rps_testkit::service::create_bucket;
 use rps_validate::{Report, Status};
 
 use crate::common::{bars, block_on};
-
-/// Creates a fresh bucket on the test server (an unsigned `PUT /<bucket>`, which it accepts).
-fn create_bucket(endpoint: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let bucket = format!(
-        "rpst-validate-{}-{}",
-        std::process::id(),
-        nanos % 1_000_000_000
-    );
-    let host = endpoint.trim_start_matches("http://").trim_end_matches('/');
-    let mut conn = std::net::TcpStream::connect(host).expect("S3 test server answers");
-    write!(
-        conn,
-        "PUT /{bucket} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut resp = String::new();
-    conn.read_to_string(&mut resp).unwrap();
-    assert!(
-        resp.starts_with("HTTP/1.1 200"),
-        "create bucket {bucket}: {resp}"
-    );
-    bucket
-}
 
 fn run(endpoint: &str, args: &[&str]) -> std::process::Output {
     // A fresh working directory: nothing local is read or written.
@@ -69,7 +42,7 @@ fn the_report_goes_to_an_object_url_and_a_failed_run_still_writes_it() {
             };
         }
     }
-    let bucket = create_bucket(&endpoint);
+    let bucket = create_bucket(&endpoint, "validate");
     let location = format!("s3://{bucket}/rps");
     let s3 = S3Options {
         endpoint: Some(endpoint.clone()),
